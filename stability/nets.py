@@ -1,0 +1,593 @@
+"""ReLU nets as explicit pytrees, and the hidden-unit view (SPEC §0).
+
+A net with ``d`` weight layers computes ``x^1 = A_1 x^0 + b_1`` and
+``x^i = A_i P_{i-1}(φ(x^{i-1})) + b_i`` for ``2 ≤ i ≤ d`` (φ = ReLU, ``P`` an
+optional per-channel pooling after a conv layer), output ``f(x) = x^d``.
+
+Storage convention (one for every architecture): parameter layer ``l`` (0-based,
+paper index ``l+1``) holds ``w`` with **axis 0 = output units (rows)** and
+**axis 1 = input units (columns)**, and optionally ``b`` of shape ``(out,)``:
+
+=================  ===========================  ===============================
+layer kind         ``w`` shape                  input
+=================  ===========================  ===============================
+``dense``          ``(out, in)``                ``(N, in)``
+``conv``           ``(out, in, k, k)`` (OIHW)   ``(N, H, W, in)`` NHWC, same pad
+``flatten``        ``(out, C, H, W)``           ``(N, H, W, C)`` feature map
+``gap``            ``(out, C)``                 global mean of ``(N, H, W, C)``
+=================  ===========================  ===============================
+
+so the row of hidden unit ``u`` of hidden layer ``i`` (paper index, 1..d-1) is
+``w[u]`` and ``b[u]`` of ``layers[i-1]``, and its column is ``w[:, u]`` of
+``layers[i]`` — for a conv net a unit is a channel, and for the first dense
+layer after ``flatten`` the column is every input position of that channel.
+:func:`unit_spec` states this declaratively (in the spirit of a permutation
+spec) and every hidden-unit operation below goes through it, so path code never
+branches on dense vs conv.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Literal, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+Pool = Literal["max", "avg"] | None
+LayerKind = Literal["dense", "conv", "flatten", "gap"]
+
+__all__ = [
+    "Arch", "Net", "mlp", "conv", "apply", "forward", "init_like",
+    "UnitAxes", "unit_spec", "num_units", "widths", "depth",
+    "get_row", "set_row", "get_col", "set_col", "get_rows", "set_rows", "get_cols", "set_cols",
+    "zero_unit", "copy_unit", "permute_units", "zero_units", "dead_units",
+    "check_same_arch", "stack", "unstack", "lerp", "to_flax", "from_flax", "param_count",
+]
+
+
+# --------------------------------------------------------------------------- architecture
+
+
+@dataclasses.dataclass(frozen=True)
+class Arch:
+    """Static architecture metadata (hashable; the pytree's aux data).
+
+    ``widths`` are the output widths of all ``d`` layers (hidden widths, then
+    the number of outputs). The first ``n_conv`` layers are convs; the next
+    layer is ``flatten`` or ``gap`` when ``n_conv > 0``; the rest are dense.
+    """
+
+    in_shape: tuple[int, ...]
+    widths: tuple[int, ...]
+    n_conv: int = 0
+    kernel: int = 3
+    pool: tuple[Pool, ...] = ()
+    head: Literal["flatten", "gap"] = "flatten"
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.widths) < 1 or any(int(w) < 1 for w in self.widths):
+            raise ValueError(f"widths must be a non-empty tuple of positive ints, got {self.widths}")
+        if not 0 <= self.n_conv < len(self.widths):
+            raise ValueError("n_conv must be >= 0 and leave at least one dense (output) layer after the convs")
+        if self.n_conv > 0:
+            if len(self.in_shape) != 3:
+                raise ValueError(f"conv nets take NHWC inputs: in_shape must be (H, W, C), got {self.in_shape}")
+            if len(self.pool) != self.n_conv:
+                raise ValueError(f"pool must have one entry per conv layer ({self.n_conv}), got {self.pool}")
+            if any(p not in (None, "max", "avg") for p in self.pool):
+                raise ValueError(f"pool entries must be None, 'max' or 'avg', got {self.pool}")
+            if self.head not in ("flatten", "gap"):
+                raise ValueError(f"head must be 'flatten' or 'gap', got {self.head!r}")
+            if self.kernel < 1 or self.kernel % 2 == 0:
+                raise ValueError(f"kernel must be a positive odd int (same padding), got {self.kernel}")
+        elif len(self.in_shape) != 1:
+            raise ValueError(f"dense nets take flat inputs: in_shape must be (D,), got {self.in_shape}")
+
+    @property
+    def depth(self) -> int:
+        """Number of weight layers ``d``."""
+        return len(self.widths)
+
+    @property
+    def kinds(self) -> tuple[LayerKind, ...]:
+        out: list[LayerKind] = []
+        for l in range(self.depth):
+            if l < self.n_conv:
+                out.append("conv")
+            elif l == self.n_conv and self.n_conv > 0:
+                out.append(self.head)
+            else:
+                out.append("dense")
+        return tuple(out)
+
+    def feature_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of the feature map entering the first dense layer of a conv net."""
+        h, w, _ = self.in_shape
+        for p in self.pool:
+            if p is not None:
+                h, w = h // 2, w // 2
+        if h < 1 or w < 1:
+            raise ValueError(f"pooling shrinks the {self.in_shape[:2]} input to nothing")
+        return h, w, self.widths[self.n_conv - 1]
+
+    def weight_shapes(self) -> tuple[tuple[int, ...], ...]:
+        shapes = []
+        fan_in = self.in_shape[-1]
+        for l, (kind, out) in enumerate(zip(self.kinds, self.widths)):
+            if kind == "conv":
+                shapes.append((out, fan_in, self.kernel, self.kernel))
+            elif kind == "flatten":
+                h, w, c = self.feature_shape()
+                shapes.append((out, c, h, w))
+            else:
+                shapes.append((out, fan_in))
+            fan_in = out
+        return tuple(shapes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "in_shape": list(self.in_shape), "widths": list(self.widths), "n_conv": self.n_conv,
+            "kernel": self.kernel, "pool": list(self.pool), "head": self.head, "bias": self.bias,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Arch":
+        return cls(
+            in_shape=tuple(int(v) for v in d["in_shape"]), widths=tuple(int(v) for v in d["widths"]),
+            n_conv=int(d["n_conv"]), kernel=int(d["kernel"]), pool=tuple(d["pool"]),
+            head=d["head"], bias=bool(d["bias"]),
+        )
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass(frozen=True)
+class Net:
+    """A ReLU net: static :class:`Arch` plus a tuple of per-layer dicts ``{"w", ["b"]}``.
+
+    ``net.layers[l]["w"]`` is the paper's ``A_{l+1}``. Leaves may carry leading
+    batch axes (a stack of nets, see :func:`stack`).
+    """
+
+    arch: Arch
+    layers: tuple[dict[str, Array], ...]
+
+    def tree_flatten(self):
+        return (self.layers,), self.arch
+
+    @classmethod
+    def tree_unflatten(cls, arch, children):
+        return cls(arch, tuple(children[0]))
+
+    @property
+    def depth(self) -> int:
+        return self.arch.depth
+
+    def A(self, i: int) -> Array:
+        """Weight of layer ``i`` in the paper's 1-based numbering."""
+        return self.layers[i - 1]["w"]
+
+    def replace_layer(self, l: int, **arrays: Array) -> "Net":
+        layers = list(self.layers)
+        layers[l] = {**layers[l], **arrays}
+        return Net(self.arch, tuple(layers))
+
+    def astype(self, dtype) -> "Net":
+        return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), self)
+
+
+def _he_init(key: Array, shape: tuple[int, ...], dtype) -> Array:
+    fan_in = int(np.prod(shape[1:]))
+    return jax.random.normal(key, shape, dtype) * math.sqrt(2.0 / fan_in)
+
+
+def init(key: Array, arch: Arch, dtype=jnp.float32) -> Net:
+    """He-normal weights, zero biases."""
+    keys = jax.random.split(key, arch.depth)
+    layers = []
+    for k, shape in zip(keys, arch.weight_shapes()):
+        layer = {"w": _he_init(k, shape, dtype)}
+        if arch.bias:
+            layer["b"] = jnp.zeros((shape[0],), dtype)
+        layers.append(layer)
+    return Net(arch, tuple(layers))
+
+
+def mlp(key: Array, sizes: Sequence[int], bias: bool = True, dtype=jnp.float32) -> Net:
+    """Dense ReLU net; ``sizes = (input_dim, h_1, …, h_{d-1}, outputs)``."""
+    sizes = tuple(int(s) for s in sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"mlp needs at least (input, output) sizes, got {sizes}")
+    return init(key, Arch(in_shape=(sizes[0],), widths=sizes[1:], bias=bias), dtype)
+
+
+def conv(
+    key: Array,
+    in_shape: Sequence[int],
+    channels: Sequence[int],
+    classes: int,
+    kernel: int = 3,
+    pool: Pool | Sequence[Pool] = None,
+    bias: bool = True,
+    head: Literal["flatten", "gap"] = "flatten",
+    dense: Sequence[int] = (),
+    dtype=jnp.float32,
+) -> Net:
+    """Channel-wise ReLU conv net: same-padded ``kernel×kernel`` convs with ``channels``,
+    optional 2×2 pooling after each conv (one value or one per conv), ``flatten`` or
+    global-average-pool ``gap``, hidden ``dense`` layers, then a dense output layer.
+
+    The paper's MNIST net (Appendix D.1) is ``conv(key, (28, 28, 1), (32, 32, 32), 10)``.
+    """
+    channels = tuple(int(c) for c in channels)
+    if not channels:
+        raise ValueError("conv needs at least one conv layer; use mlp for dense nets")
+    pools = tuple(pool for _ in channels) if pool is None or isinstance(pool, str) else tuple(pool)
+    arch = Arch(
+        in_shape=tuple(int(s) for s in in_shape), widths=channels + tuple(int(w) for w in dense) + (int(classes),),
+        n_conv=len(channels), kernel=int(kernel), pool=pools, head=head, bias=bias,
+    )
+    return init(key, arch, dtype)
+
+
+def init_like(key: Array, net: Net) -> Net:
+    """A fresh initialisation of ``net``'s architecture (same dtype)."""
+    return init(key, net.arch, net.layers[0]["w"].dtype)
+
+
+# --------------------------------------------------------------------------- forward
+
+
+def _pool2(h: Array, kind: str) -> Array:
+    n, hh, ww, c = h.shape
+    h = h[:, : hh - hh % 2, : ww - ww % 2, :].reshape(n, hh // 2, 2, ww // 2, 2, c)
+    return h.max(axis=(2, 4)) if kind == "max" else h.mean(axis=(2, 4))
+
+
+def _layer(arch: Arch, l: int, layer: dict[str, Array], h: Array) -> Array:
+    kind = arch.kinds[l]
+    w = layer["w"]
+    if kind == "conv":
+        out = jax.lax.conv_general_dilated(
+            h, w, window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "OIHW", "NHWC")
+        )
+    elif kind == "flatten":
+        out = jnp.einsum("nhwc,ochw->no", h, w)
+    elif kind == "gap":
+        out = h.mean(axis=(1, 2)) @ w.T
+    else:
+        out = h @ w.T
+    if "b" in layer:
+        out = out + layer["b"]
+    return out
+
+
+def _check_input(arch: Arch, x: Array) -> None:
+    if tuple(x.shape[1:]) != arch.in_shape:
+        raise ValueError(
+            f"input of shape {tuple(x.shape)} does not match the net's per-sample input shape {arch.in_shape} "
+            f"(expected (N, {', '.join(map(str, arch.in_shape))}))"
+        )
+
+
+def forward(net: Net, x: Array, unit_scales: Sequence[Array | None] | None = None) -> list[Array]:
+    """All pre-activations ``[x^1, …, x^d]`` for a batch ``x`` of shape ``(N, *in_shape)``.
+
+    ``unit_scales[i-1]`` (optional, broadcastable to ``φ(x^i)``, e.g. ``(N, h_i)`` or
+    ``(N, 1, 1, C)``) multiplies the activations of hidden layer ``i`` — the same as
+    scaling that layer's columns per sample; used for (channel-wise) dropout.
+    """
+    arch = net.arch
+    _check_input(arch, x)
+    if unit_scales is not None and len(unit_scales) != arch.depth - 1:
+        raise ValueError(f"unit_scales needs one entry per hidden layer ({arch.depth - 1}), got {len(unit_scales)}")
+    pre: list[Array] = []
+    h = x
+    for l, layer in enumerate(net.layers):
+        if l > 0:
+            h = jax.nn.relu(pre[-1])
+            if unit_scales is not None and unit_scales[l - 1] is not None:
+                h = h * unit_scales[l - 1]
+            if l - 1 < arch.n_conv and arch.pool[l - 1] is not None:
+                h = _pool2(h, arch.pool[l - 1])
+        pre.append(_layer(arch, l, layer, h))
+    return pre
+
+
+def apply(net: Net, x: Array) -> Array:
+    """Logits ``f(x) = x^d``."""
+    return forward(net, x)[-1]
+
+
+# --------------------------------------------------------------------------- hidden-unit view
+
+
+class UnitAxes(NamedTuple):
+    """Where the units of one hidden layer live: ``(layer, param, axis)`` triples."""
+
+    rows: tuple[tuple[int, str, int], ...]
+    cols: tuple[tuple[int, str, int], ...]
+
+
+def unit_spec(arch: Arch) -> dict[int, UnitAxes]:
+    """Declarative unit spec: hidden layer ``i`` (1..d-1) → where its rows and columns are.
+
+    With this library's storage convention it is the same for dense and conv nets:
+    rows are axis 0 of layer ``i-1``'s ``w`` (and its ``b``), columns axis 1 of layer ``i``'s ``w``.
+    """
+    spec = {}
+    for i in range(1, arch.depth):
+        rows = ((i - 1, "w", 0),) + (((i - 1, "b", 0),) if arch.bias else ())
+        spec[i] = UnitAxes(rows=rows, cols=((i, "w", 1),))
+    return spec
+
+
+def depth(net: Net) -> int:
+    return net.arch.depth
+
+
+def widths(net: Net) -> tuple[int, ...]:
+    """Hidden widths ``(h_1, …, h_{d-1})``."""
+    return net.arch.widths[:-1]
+
+
+def num_units(net: Net, i: int) -> int:
+    _check_hidden(net, i)
+    return net.arch.widths[i - 1]
+
+
+def _check_hidden(net: Net, i: int) -> None:
+    if not 1 <= i < net.arch.depth:
+        raise IndexError(f"hidden layer index must be in 1..{net.arch.depth - 1} (paper numbering), got {i}")
+
+
+def _idx(units) -> Array:
+    return jnp.atleast_1d(jnp.asarray(units, dtype=jnp.int32))
+
+
+def _take(a: Array, axis: int, idx: Array) -> Array:
+    return jnp.take(a, idx, axis=axis)
+
+
+def _put(a: Array, axis: int, idx: Array, vals: Array) -> Array:
+    moved = jnp.moveaxis(a, axis, 0)
+    moved = moved.at[idx].set(jnp.moveaxis(jnp.asarray(vals, a.dtype), axis, 0))
+    return jnp.moveaxis(moved, 0, axis)
+
+
+def _gather(net: Net, where, idx) -> dict[str, Array]:
+    return {p: _take(net.layers[l][p], ax, idx) for l, p, ax in where}
+
+
+def _scatter(net: Net, where, idx, vals: dict[str, Array]) -> Net:
+    layers = [dict(layer) for layer in net.layers]
+    for l, p, ax in where:
+        if p not in vals:
+            raise KeyError(f"missing {p!r} in values for layer {l}")
+        layers[l][p] = _put(layers[l][p], ax, idx, vals[p])
+    return Net(net.arch, tuple(layers))
+
+
+def get_rows(net: Net, i: int, units) -> dict[str, Array]:
+    """Rows (what the units read) of hidden layer ``i``: ``{"w": …, "b": …}``, unit axis first/kept."""
+    _check_hidden(net, i)
+    return _gather(net, unit_spec(net.arch)[i].rows, _idx(units))
+
+
+def set_rows(net: Net, i: int, units, rows: dict[str, Array]) -> Net:
+    _check_hidden(net, i)
+    return _scatter(net, unit_spec(net.arch)[i].rows, _idx(units), rows)
+
+
+def get_cols(net: Net, i: int, units) -> dict[str, Array]:
+    """Columns (what the units write into layer ``i+1``): ``{"w": …}`` with the unit axis at axis 1."""
+    _check_hidden(net, i)
+    return _gather(net, unit_spec(net.arch)[i].cols, _idx(units))
+
+
+def set_cols(net: Net, i: int, units, cols: dict[str, Array]) -> Net:
+    _check_hidden(net, i)
+    return _scatter(net, unit_spec(net.arch)[i].cols, _idx(units), cols)
+
+
+def get_row(net: Net, i: int, u: int) -> dict[str, Array]:
+    return {k: jnp.squeeze(v, axis=0) for k, v in get_rows(net, i, [u]).items()}
+
+
+def set_row(net: Net, i: int, u: int, row: dict[str, Array]) -> Net:
+    return set_rows(net, i, [u], {k: jnp.expand_dims(jnp.asarray(v), 0) for k, v in row.items()})
+
+
+def get_col(net: Net, i: int, u: int) -> dict[str, Array]:
+    return {k: jnp.squeeze(v, axis=1) for k, v in get_cols(net, i, [u]).items()}
+
+
+def set_col(net: Net, i: int, u: int, col: dict[str, Array]) -> Net:
+    return set_cols(net, i, [u], {k: jnp.expand_dims(jnp.asarray(v), 1) for k, v in col.items()})
+
+
+def _zeros_like_rows(net: Net, i: int, n: int) -> dict[str, Array]:
+    return {k: jnp.zeros((n,) + v.shape[1:], v.dtype) for k, v in get_rows(net, i, [0]).items()}
+
+
+def _zeros_like_cols(net: Net, i: int, n: int) -> dict[str, Array]:
+    out = {}
+    for k, v in get_cols(net, i, [0]).items():
+        shape = list(v.shape)
+        shape[1] = n
+        out[k] = jnp.zeros(tuple(shape), v.dtype)
+    return out
+
+
+def zero_unit(net: Net, i: int, units) -> Net:
+    """Make units zero: row and column both 0 (function changes unless already dead)."""
+    idx = _idx(units)
+    net = set_rows(net, i, idx, _zeros_like_rows(net, i, idx.shape[0]))
+    return set_cols(net, i, idx, _zeros_like_cols(net, i, idx.shape[0]))
+
+
+def copy_unit(net: Net, i: int, src: int, dst: int, split: float = 0.5) -> Net:
+    """Copy unit ``src`` onto ``dst``: ``row[dst] := row[src]``, then split src's column,
+    ``col[dst] := split·col[src]``, ``col[src] := (1−split)·col[src]``. The function is
+    preserved exactly when ``dst`` was dead (its old column, which is overwritten, was 0)."""
+    if src == dst:
+        raise ValueError("copy_unit needs two different units")
+    net = set_row(net, i, dst, get_row(net, i, src))
+    col = get_col(net, i, src)
+    net = set_col(net, i, dst, {k: v * split for k, v in col.items()})
+    return set_col(net, i, src, {k: v * (1 - split) for k, v in col.items()})
+
+
+def permute_units(net: Net, i: int, perm) -> Net:
+    """Reorder hidden layer ``i``: new unit ``k`` is old unit ``perm[k]`` (rows and columns)."""
+    perm = np.asarray(perm)
+    h = num_units(net, i)
+    if sorted(perm.tolist()) != list(range(h)):
+        raise ValueError(f"perm must be a permutation of range({h}), got {perm.tolist()}")
+    spec = unit_spec(net.arch)[i]
+    layers = [dict(layer) for layer in net.layers]
+    for l, p, ax in spec.rows + spec.cols:
+        layers[l][p] = jnp.take(layers[l][p], jnp.asarray(perm), axis=ax)
+    return Net(net.arch, tuple(layers))
+
+
+def _unit_norms(vals: dict[str, Array], axis: int) -> np.ndarray:
+    total = None
+    for v in vals.values():
+        a = np.abs(np.asarray(v))
+        a = np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1).max(axis=1)
+        total = a if total is None else np.maximum(total, a)
+    return total
+
+
+def dead_units(net: Net) -> dict[int, np.ndarray]:
+    """Hidden layer → indices of units whose column is exactly 0 (they cannot affect the output)."""
+    out = {}
+    for i in range(1, net.arch.depth):
+        h = num_units(net, i)
+        out[i] = np.flatnonzero(_unit_norms(get_cols(net, i, np.arange(h)), 1) == 0)
+    return out
+
+
+def zero_units(net: Net) -> dict[int, np.ndarray]:
+    """Hidden layer → indices of units whose row and column are both exactly 0."""
+    out = {}
+    for i, dead in dead_units(net).items():
+        rows = _unit_norms(get_rows(net, i, np.arange(num_units(net, i))), 0)
+        out[i] = np.array([u for u in dead if rows[u] == 0], dtype=np.int64)
+    return out
+
+
+# --------------------------------------------------------------------------- pytree utilities
+
+
+def check_same_arch(a: Net, b: Net, what: str = "nets") -> None:
+    """Raise a clear error if two nets do not share an architecture and dtype."""
+    if a.arch != b.arch:
+        raise ValueError(f"{what} have different architectures:\n  {a.arch}\n  {b.arch}")
+    da = [x.dtype for x in jax.tree_util.tree_leaves(a)]
+    db = [x.dtype for x in jax.tree_util.tree_leaves(b)]
+    if da != db:
+        raise ValueError(f"{what} have different dtypes: {da[0]} vs {db[0]}")
+
+
+def stack(nets: Sequence[Net]) -> Net:
+    """Stack nets of one architecture along a new leading axis (for vmapped evaluation)."""
+    for n in nets[1:]:
+        check_same_arch(nets[0], n)
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *nets)
+
+
+def unstack(stacked: Net) -> list[Net]:
+    n = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+    return [jax.tree_util.tree_map(lambda a: a[k], stacked) for k in range(n)]
+
+
+def lerp(a: Any, b: Any, t: Array) -> Any:
+    """``(1−t)·a + t·b`` on any pair of matching pytrees (exact at t = 0 and t = 1)."""
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(t == 1, y, x + t * (y - x)).astype(x.dtype), a, b)
+
+
+def param_count(net: Net) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(net)))
+
+
+# --------------------------------------------------------------------------- flax (linen) converters
+
+
+def _flax_module(arch: Arch):
+    import flax.linen as nn
+
+    class FlaxReLUNet(nn.Module):
+        """The flax.linen model computing the same function as a :class:`Net` of ``arch``."""
+
+        @nn.compact
+        def __call__(self, x):
+            for l, (kind, out) in enumerate(zip(arch.kinds, arch.widths)):
+                if l > 0:
+                    x = nn.relu(x)
+                    if l - 1 < arch.n_conv and arch.pool[l - 1] is not None:
+                        pool = nn.max_pool if arch.pool[l - 1] == "max" else nn.avg_pool
+                        x = pool(x, (2, 2), strides=(2, 2))
+                if kind == "conv":
+                    x = nn.Conv(out, (arch.kernel, arch.kernel), padding="SAME", use_bias=arch.bias, name=f"layer{l}")(x)
+                else:
+                    if kind == "flatten":
+                        x = x.reshape(x.shape[0], -1)
+                    elif kind == "gap":
+                        x = x.mean(axis=(1, 2))
+                    x = nn.Dense(out, use_bias=arch.bias, name=f"layer{l}")(x)
+            return x
+
+    return FlaxReLUNet()
+
+
+def to_flax(net: Net) -> tuple[Any, dict]:
+    """``(module, variables)`` for the equivalent ``flax.linen`` model: ``module.apply(variables, x)``
+    equals :func:`apply` ``(net, x)``. Conv kernels become HWIO, dense kernels ``(in, out)``, and the
+    ``flatten`` layer's ``(out, C, H, W)`` becomes the ``(H·W·C, out)`` kernel of an NHWC reshape."""
+    arch = net.arch
+    params = {}
+    for l, (kind, layer) in enumerate(zip(arch.kinds, net.layers)):
+        w = layer["w"]
+        if kind == "conv":
+            k = jnp.transpose(w, (2, 3, 1, 0))
+        elif kind == "flatten":
+            k = jnp.transpose(w, (2, 3, 1, 0)).reshape(-1, w.shape[0])
+        else:
+            k = w.T
+        p = {"kernel": k}
+        if "b" in layer:
+            p["bias"] = layer["b"]
+        params[f"layer{l}"] = p
+    return _flax_module(arch), {"params": params}
+
+
+def from_flax(arch: Arch, variables: dict) -> Net:
+    """Inverse of :func:`to_flax` for the module built from ``arch``."""
+    params = variables.get("params", variables)
+    layers = []
+    shapes = arch.weight_shapes()
+    for l, kind in enumerate(arch.kinds):
+        name = f"layer{l}"
+        if name not in params:
+            raise KeyError(f"flax params lack {name!r}; expected keys layer0..layer{arch.depth - 1}")
+        k = jnp.asarray(params[name]["kernel"])
+        if kind == "conv":
+            w = jnp.transpose(k, (3, 2, 0, 1))
+        elif kind == "flatten":
+            out, c, h, wd = shapes[l]
+            w = jnp.transpose(k.reshape(h, wd, c, out), (3, 2, 0, 1))
+        else:
+            w = k.T
+        if tuple(w.shape) != shapes[l]:
+            raise ValueError(f"flax kernel {name} gives weight shape {tuple(w.shape)}, arch expects {shapes[l]}")
+        layer = {"w": w}
+        if arch.bias:
+            layer["b"] = jnp.asarray(params[name]["bias"])
+        layers.append(layer)
+    return Net(arch, tuple(layers))

@@ -1,0 +1,228 @@
+"""Training loops: optax SGD / momentum / Adam with schedules, optional (channel-wise) dropout.
+
+Deterministic from ``seed``: minibatch order comes from a NumPy generator seeded with it and
+dropout masks from ``jax.random.PRNGKey(seed)``. Steps run in jitted ``lax.scan`` blocks of
+``log_every`` steps, with one progress line per block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import nets as _nets
+from .checkpoint import CheckpointError, load, save
+from .losses import Loss, accuracy, get_loss, l2_penalty
+
+Array = jax.Array
+
+__all__ = ["TrainConfig", "fit", "make_optimizer", "make_schedule", "dropout_scales", "save", "load",
+           "CheckpointError"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of :func:`fit`.
+
+    ``dropout`` is one rate for every hidden layer or one per hidden layer; for conv layers
+    the mask is channel-wise (whole channels, Remark 1) unless ``channelwise=False``.
+    ``schedule`` is ``constant``, ``cosine``, ``linear`` (to 0) or ``step`` (×0.1 at 50% and 75%).
+    """
+
+    steps: int = 1000
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    schedule: str = "constant"
+    weight_decay: float = 0.0
+    dropout: float | tuple[float, ...] = 0.0
+    channelwise: bool = True
+    loss: str = "cross_entropy"
+    seed: int = 0
+    log_every: int = 100
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_schedule(cfg: TrainConfig) -> optax.Schedule:
+    if cfg.schedule == "constant":
+        return optax.constant_schedule(cfg.lr)
+    if cfg.schedule == "cosine":
+        return optax.cosine_decay_schedule(cfg.lr, cfg.steps)
+    if cfg.schedule == "linear":
+        return optax.linear_schedule(cfg.lr, 0.0, cfg.steps)
+    if cfg.schedule == "step":
+        return optax.piecewise_constant_schedule(cfg.lr, {cfg.steps // 2: 0.1, (3 * cfg.steps) // 4: 0.1})
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; known: constant, cosine, linear, step")
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    sched = make_schedule(cfg)
+    if cfg.optimizer == "sgd":
+        return optax.sgd(sched)
+    if cfg.optimizer == "momentum":
+        return optax.sgd(sched, momentum=cfg.momentum)
+    if cfg.optimizer == "adam":
+        return optax.adam(sched)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; known: sgd, momentum, adam")
+
+
+def _rates(arch: _nets.Arch, dropout: float | Sequence[float]) -> tuple[float, ...]:
+    n_hidden = arch.depth - 1
+    rates = (float(dropout),) * n_hidden if np.isscalar(dropout) else tuple(float(p) for p in dropout)
+    if len(rates) != n_hidden:
+        raise ValueError(f"dropout needs one rate per hidden layer ({n_hidden}), got {len(rates)}")
+    if any(not 0.0 <= p < 1.0 for p in rates):
+        raise ValueError(f"dropout rates must lie in [0, 1), got {rates}")
+    return rates
+
+
+def dropout_scales(key: Array, net: _nets.Net, x: Array, rates: Sequence[float], channelwise: bool = True,
+                   ) -> list[Array | None]:
+    """Per-sample inverted-dropout multipliers (0 or 1/(1−p)) for each hidden layer of ``net``.
+
+    For conv layers with ``channelwise`` whole channels are dropped (shape ``(N, 1, 1, C)``).
+    """
+    arch = net.arch
+    n = x.shape[0]
+    scales: list[Array | None] = []
+    keys = jax.random.split(key, max(1, arch.depth - 1))
+    for i in range(1, arch.depth):
+        p = rates[i - 1]
+        if p == 0.0:
+            scales.append(None)
+            continue
+        h = arch.widths[i - 1]
+        if arch.kinds[i - 1] == "conv":
+            hh, ww = _feature_hw(arch, i)
+            shape = (n, 1, 1, h) if channelwise else (n, hh, ww, h)
+        else:
+            shape = (n, h)
+        keep = jax.random.bernoulli(keys[i - 1], 1.0 - p, shape)
+        scales.append(keep.astype(x.dtype) / (1.0 - p))
+    return scales
+
+
+def _feature_hw(arch: _nets.Arch, i: int) -> tuple[int, int]:
+    """Spatial size of the output of conv layer ``i`` (1-based), before its pooling."""
+    h, w = arch.in_shape[:2]
+    for p in arch.pool[: i - 1]:
+        if p is not None:
+            h, w = h // 2, w // 2
+    return h, w
+
+
+def fit(
+    net: _nets.Net,
+    x: Array,
+    y: Array,
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    x_test: Array | None = None,
+    y_test: Array | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> tuple[_nets.Net, dict[str, list[float]]]:
+    """Train ``net`` on ``(x, y)`` for ``cfg.steps`` minibatch steps; returns ``(net, history)``.
+
+    ``history`` holds per-block ``step``, mean train ``loss``, ``lr`` and, when test data is
+    given, ``test_loss`` / ``test_acc`` at the end of each block.
+    """
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.log_every < 1:
+        raise ValueError("steps, batch_size and log_every must be positive")
+    x = jnp.asarray(x)
+    y = jnp.asarray(y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+    if tuple(x.shape[1:]) != net.arch.in_shape:
+        raise ValueError(f"training inputs have per-sample shape {tuple(x.shape[1:])}, the net expects {net.arch.in_shape}")
+    if not bool(jnp.all(jnp.isfinite(x))):
+        raise ValueError("training inputs contain NaN or inf")
+    loss = get_loss(cfg.loss)
+    rates = _rates(net.arch, cfg.dropout)
+    opt = make_optimizer(cfg)
+    sched = make_schedule(cfg)
+    batch = min(cfg.batch_size, x.shape[0])
+    emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
+
+    def loss_fn(params: _nets.Net, xs: Array, ys: Array, key: Array) -> Array:
+        scales = dropout_scales(key, params, xs, rates, cfg.channelwise) if any(rates) else None
+        out = _nets.forward(params, xs, scales)[-1]
+        value = loss.mean(out, ys)
+        if cfg.weight_decay:
+            value = value + l2_penalty(params, cfg.weight_decay)
+        return value
+
+    @jax.jit
+    def run_block(params, opt_state, idx, keys):
+        def step(carry, inp):
+            params, opt_state = carry
+            bi, k = inp
+            value, grads = jax.value_and_grad(loss_fn)(params, x[bi], y[bi], k)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), value
+
+        (params, opt_state), values = jax.lax.scan(step, (params, opt_state), (idx, keys))
+        return params, opt_state, values
+
+    @jax.jit
+    def test_metrics(params):
+        out = _nets.apply(params, x_test)
+        acc = jnp.mean(accuracy(out, y_test)) if jnp.issubdtype(y_test.dtype, jnp.integer) else jnp.nan
+        return loss.mean(out, y_test), acc
+
+    if x_test is not None:
+        x_test = jnp.asarray(x_test)
+        y_test = jnp.asarray(y_test)
+
+    rng = np.random.default_rng(cfg.seed)
+    key = jax.random.PRNGKey(cfg.seed)
+    order: list[np.ndarray] = []
+
+    def next_indices(k: int) -> np.ndarray:
+        nonlocal order
+        out = []
+        while len(out) < k:
+            if not order:
+                perm = rng.permutation(x.shape[0])
+                order = [perm[j:j + batch] for j in range(0, x.shape[0] - batch + 1, batch)]
+            out.append(order.pop(0))
+        return np.stack(out)
+
+    params = net
+    opt_state = opt.init(params)
+    hist: dict[str, list[float]] = {"step": [], "loss": [], "lr": []}
+    if x_test is not None:
+        hist.update(test_loss=[], test_acc=[])
+    done = 0
+    t0 = time.perf_counter()
+    while done < cfg.steps:
+        k = min(cfg.log_every, cfg.steps - done)
+        key, sub = jax.random.split(key)
+        params, opt_state, values = run_block(params, opt_state, jnp.asarray(next_indices(k)),
+                                              jax.random.split(sub, k))
+        done += k
+        mean_loss = float(jnp.mean(values))
+        if not np.isfinite(mean_loss):
+            raise FloatingPointError(f"training diverged (loss {mean_loss}) by step {done}; lower the learning rate")
+        hist["step"].append(done)
+        hist["loss"].append(mean_loss)
+        hist["lr"].append(float(sched(done - 1)))
+        line = f"  step {done:>6}/{cfg.steps}  loss {mean_loss:.4f}"
+        if x_test is not None:
+            tl, ta = test_metrics(params)
+            hist["test_loss"].append(float(tl))
+            hist["test_acc"].append(float(ta))
+            line += f"  test loss {float(tl):.4f}  test acc {float(ta):.4f}"
+        if progress:
+            emit(line + f"  ({time.perf_counter() - t0:.1f}s)")
+    return params, hist
