@@ -186,7 +186,11 @@ def _he_init(key: Array, shape: tuple[int, ...], dtype) -> Array:
 
 
 def init(key: Array, arch: Arch, dtype=jnp.float32) -> Net:
-    """He-normal weights, zero biases."""
+    """He-normal weights, zero biases (one compiled program per architecture and dtype)."""
+    return _init_jit(key, arch, jnp.dtype(dtype))
+
+
+def _init(key: Array, arch: Arch, dtype) -> Net:
     keys = jax.random.split(key, arch.depth)
     layers = []
     for k, shape in zip(keys, arch.weight_shapes()):
@@ -195,6 +199,9 @@ def init(key: Array, arch: Arch, dtype=jnp.float32) -> Net:
             layer["b"] = jnp.zeros((shape[0],), dtype)
         layers.append(layer)
     return Net(arch, tuple(layers))
+
+
+_init_jit = jax.jit(_init, static_argnums=(1, 2))
 
 
 def mlp(key: Array, sizes: Sequence[int], bias: bool = True, dtype=jnp.float32) -> Net:
@@ -345,18 +352,36 @@ def _check_hidden(net: Net, i: int) -> None:
         raise IndexError(f"hidden layer index must be in 1..{net.arch.depth - 1} (paper numbering), got {i}")
 
 
-def _idx(units) -> Array:
-    return jnp.atleast_1d(jnp.asarray(units, dtype=jnp.int32))
+# Unit-view edits on concrete arrays run in NumPy (path construction edits many units of nets
+# of ever-new shapes; eager jnp scatters would compile a kernel per shape). Under tracing
+# (jit/vmap/grad) the same operations use jnp, so the view stays usable inside compiled code.
 
 
-def _take(a: Array, axis: int, idx: Array) -> Array:
-    return jnp.take(a, idx, axis=axis)
+def _traced(*arrays) -> bool:
+    return any(isinstance(a, jax.core.Tracer) for a in arrays)
 
 
-def _put(a: Array, axis: int, idx: Array, vals: Array) -> Array:
-    moved = jnp.moveaxis(a, axis, 0)
-    moved = moved.at[idx].set(jnp.moveaxis(jnp.asarray(vals, a.dtype), axis, 0))
-    return jnp.moveaxis(moved, 0, axis)
+def _idx(units):
+    if _traced(units):
+        return jnp.atleast_1d(jnp.asarray(units, dtype=jnp.int32))
+    return np.atleast_1d(np.asarray(units, dtype=np.int64))
+
+
+def _take(a: Array, axis: int, idx) -> Array:
+    if _traced(a, idx):
+        return jnp.take(a, idx, axis=axis)
+    return jnp.asarray(np.take(np.asarray(a), idx, axis=axis))
+
+
+def _put(a: Array, axis: int, idx, vals: Array) -> Array:
+    if _traced(a, idx, vals):
+        moved = jnp.moveaxis(a, axis, 0)
+        moved = moved.at[idx].set(jnp.moveaxis(jnp.asarray(vals, a.dtype), axis, 0))
+        return jnp.moveaxis(moved, 0, axis)
+    out = np.array(a)
+    vals = np.asarray(vals, dtype=out.dtype)
+    np.moveaxis(out, axis, 0)[idx] = np.moveaxis(vals, axis, 0)
+    return jnp.asarray(out)
 
 
 def _gather(net: Net, where, idx) -> dict[str, Array]:
@@ -370,6 +395,14 @@ def _scatter(net: Net, where, idx, vals: dict[str, Array]) -> Net:
             raise KeyError(f"missing {p!r} in values for layer {l}")
         layers[l][p] = _put(layers[l][p], ax, idx, vals[p])
     return Net(net.arch, tuple(layers))
+
+
+def _squeeze(v: Array, axis: int) -> Array:
+    return jnp.squeeze(v, axis) if _traced(v) else jnp.asarray(np.squeeze(np.asarray(v), axis))
+
+
+def _expand(v: Array, axis: int) -> Array:
+    return jnp.expand_dims(v, axis) if _traced(v) else np.expand_dims(np.asarray(v), axis)
 
 
 def get_rows(net: Net, i: int, units) -> dict[str, Array]:
@@ -395,23 +428,23 @@ def set_cols(net: Net, i: int, units, cols: dict[str, Array]) -> Net:
 
 
 def get_row(net: Net, i: int, u: int) -> dict[str, Array]:
-    return {k: jnp.squeeze(v, axis=0) for k, v in get_rows(net, i, [u]).items()}
+    return {k: _squeeze(v, 0) for k, v in get_rows(net, i, [u]).items()}
 
 
 def set_row(net: Net, i: int, u: int, row: dict[str, Array]) -> Net:
-    return set_rows(net, i, [u], {k: jnp.expand_dims(jnp.asarray(v), 0) for k, v in row.items()})
+    return set_rows(net, i, [u], {k: _expand(v, 0) for k, v in row.items()})
 
 
 def get_col(net: Net, i: int, u: int) -> dict[str, Array]:
-    return {k: jnp.squeeze(v, axis=1) for k, v in get_cols(net, i, [u]).items()}
+    return {k: _squeeze(v, 1) for k, v in get_cols(net, i, [u]).items()}
 
 
 def set_col(net: Net, i: int, u: int, col: dict[str, Array]) -> Net:
-    return set_cols(net, i, [u], {k: jnp.expand_dims(jnp.asarray(v), 1) for k, v in col.items()})
+    return set_cols(net, i, [u], {k: _expand(v, 1) for k, v in col.items()})
 
 
 def _zeros_like_rows(net: Net, i: int, n: int) -> dict[str, Array]:
-    return {k: jnp.zeros((n,) + v.shape[1:], v.dtype) for k, v in get_rows(net, i, [0]).items()}
+    return {k: np.zeros((n,) + v.shape[1:], v.dtype) for k, v in get_rows(net, i, [0]).items()}
 
 
 def _zeros_like_cols(net: Net, i: int, n: int) -> dict[str, Array]:
@@ -419,7 +452,7 @@ def _zeros_like_cols(net: Net, i: int, n: int) -> dict[str, Array]:
     for k, v in get_cols(net, i, [0]).items():
         shape = list(v.shape)
         shape[1] = n
-        out[k] = jnp.zeros(tuple(shape), v.dtype)
+        out[k] = np.zeros(tuple(shape), v.dtype)
     return out
 
 
@@ -438,8 +471,8 @@ def copy_unit(net: Net, i: int, src: int, dst: int, split: float = 0.5) -> Net:
         raise ValueError("copy_unit needs two different units")
     net = set_row(net, i, dst, get_row(net, i, src))
     col = get_col(net, i, src)
-    net = set_col(net, i, dst, {k: v * split for k, v in col.items()})
-    return set_col(net, i, src, {k: v * (1 - split) for k, v in col.items()})
+    net = set_col(net, i, dst, {k: np.asarray(v) * split for k, v in col.items()})
+    return set_col(net, i, src, {k: np.asarray(v) * (1 - split) for k, v in col.items()})
 
 
 def permute_units(net: Net, i: int, perm) -> Net:
@@ -451,7 +484,7 @@ def permute_units(net: Net, i: int, perm) -> Net:
     spec = unit_spec(net.arch)[i]
     layers = [dict(layer) for layer in net.layers]
     for l, p, ax in spec.rows + spec.cols:
-        layers[l][p] = jnp.take(layers[l][p], jnp.asarray(perm), axis=ax)
+        layers[l][p] = _take(layers[l][p], ax, perm)
     return Net(net.arch, tuple(layers))
 
 
