@@ -1,0 +1,62 @@
+"""The command line: `stability train`, `stability demo`, `--help` everywhere, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from stability import checkpoint
+from stability.cli import build_parser, main
+
+
+def test_help_everywhere():
+    for argv in (["--help"], ["demo", "--help"], ["train", "--help"]):
+        r = subprocess.run([sys.executable, "-m", "stability.cli", *argv], capture_output=True, text=True)
+        assert r.returncode == 0 and "usage:" in r.stdout
+    for name in build_parser()._subparsers._group_actions[0].choices:
+        r = subprocess.run([sys.executable, "-m", "stability.cli", name, "--help"], capture_output=True, text=True)
+        assert r.returncode == 0, name
+
+
+def test_train_writes_a_loadable_checkpoint(tmp_path, capsys):
+    out = tmp_path / "ck" / "net.npz"
+    rc = main(["train", "--data", "digits", "--widths", "16", "--steps", "60", "--log-every", "30", "--out", str(out)])
+    assert rc == 0
+    net, meta = checkpoint.load(out, with_meta=True)
+    assert net.arch.widths == (16, 10) and meta["train"]["steps"] == 60
+    assert json.loads(out.with_suffix(".json").read_text())["history"]["step"] == [30, 60]
+    assert "step" in capsys.readouterr().err  # progress lines
+
+
+def test_train_conv_net_from_cli(tmp_path):
+    out = tmp_path / "conv.npz"
+    assert main(["train", "--arch", "conv", "--widths", "4,4", "--pool", "max", "--steps", "20", "--log-every", "10",
+                 "--out", str(out)]) == 0
+    assert checkpoint.load(out).arch.n_conv == 2
+
+
+def test_unknown_dataset_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "--data", "imagenet", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "digits" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--widths", "a,b", "--out", str(tmp_path / "x.npz")])
+
+
+def test_demo_quick_writes_report_summary_and_figures(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    line = summary["straight_line"]
+    assert line["points"] >= 61 and len(line["train"]["loss"]) == line["points"]
+    assert line["barrier"] > 0.1  # two independently trained nets: the straight line has a barrier
+    assert summary["setup"]["history_a"]["test_acc"][-1] > 0.9
+    report = (out / "report.md").read_text()
+    for sec in summary:
+        if sec == "meta":
+            continue
+        for fig in summary[sec].get("figures", []):
+            assert (out / fig).stat().st_size > 1000 and f"]({fig})" in report
+    assert "## The straight line" in report and "Machine:" in report
