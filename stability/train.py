@@ -65,8 +65,9 @@ def make_schedule(cfg: TrainConfig) -> optax.Schedule:
     raise ValueError(f"unknown schedule {cfg.schedule!r}; known: constant, cosine, linear, step")
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    sched = make_schedule(cfg)
+def make_optimizer(cfg: TrainConfig, schedule: optax.Schedule | None = None) -> optax.GradientTransformation:
+    """The optimizer named by ``cfg`` driven by ``schedule`` (default: :func:`make_schedule` ``(cfg)``)."""
+    sched = schedule if schedule is not None else make_schedule(cfg)
     if cfg.optimizer == "sgd":
         return optax.sgd(sched)
     if cfg.optimizer == "momentum":
@@ -131,11 +132,15 @@ def fit(
     y_test: Array | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
-) -> tuple[_nets.Net, dict[str, list[float]]]:
+    schedule: optax.Schedule | None = None,
+    snapshot_at: Sequence[int] = (),
+) -> tuple[_nets.Net, dict[str, list[Any]]]:
     """Train ``net`` on ``(x, y)`` for ``cfg.steps`` minibatch steps; returns ``(net, history)``.
 
     ``history`` holds per-block ``step``, mean train ``loss``, ``lr`` and, when test data is
-    given, ``test_loss`` / ``test_acc`` at the end of each block.
+    given, ``test_loss`` / ``test_acc`` at the end of each block. ``schedule`` (a function of
+    the 0-based step) overrides ``cfg.schedule``, e.g. for FGE's cyclic rate; the nets after
+    the (1-based) steps in ``snapshot_at`` are returned in ``history["snapshots"]``.
     """
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.log_every < 1:
         raise ValueError("steps, batch_size and log_every must be positive")
@@ -149,8 +154,11 @@ def fit(
         raise ValueError("training inputs contain NaN or inf")
     loss = get_loss(cfg.loss)
     rates = _rates(net.arch, cfg.dropout)
-    opt = make_optimizer(cfg)
-    sched = make_schedule(cfg)
+    sched = schedule if schedule is not None else make_schedule(cfg)
+    opt = make_optimizer(cfg, sched)
+    snaps = sorted({int(k) for k in snapshot_at})
+    if snaps and not 1 <= snaps[0] <= snaps[-1] <= cfg.steps:
+        raise ValueError(f"snapshot steps must lie in 1..{cfg.steps}, got {snaps}")
     batch = min(cfg.batch_size, x.shape[0])
     emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
 
@@ -200,18 +208,30 @@ def fit(
 
     params = net
     opt_state = opt.init(params)
-    hist: dict[str, list[float]] = {"step": [], "loss": [], "lr": []}
+    hist: dict[str, list[Any]] = {"step": [], "loss": [], "lr": []}
+    if snaps:
+        hist["snapshots"] = []
     if x_test is not None:
         hist.update(test_loss=[], test_acc=[])
     done = 0
+    block: list[Array] = []
     t0 = time.perf_counter()
     while done < cfg.steps:
-        k = min(cfg.log_every, cfg.steps - done)
+        k = min(cfg.log_every - done % cfg.log_every, cfg.steps - done)
+        upcoming = [s for s in snaps if s > done]
+        if upcoming:
+            k = min(k, upcoming[0] - done)
         key, sub = jax.random.split(key)
         params, opt_state, values = run_block(params, opt_state, jnp.asarray(next_indices(k)),
                                               jax.random.split(sub, k))
         done += k
-        mean_loss = float(jnp.mean(values))
+        block.append(values)
+        if done in snaps:
+            hist["snapshots"].append(params)
+        if done % cfg.log_every and done != cfg.steps:
+            continue
+        mean_loss = float(jnp.mean(jnp.concatenate(block)))
+        block = []
         if not np.isfinite(mean_loss):
             raise FloatingPointError(f"training diverged (loss {mean_loss}) by step {done}; lower the learning rate")
         hist["step"].append(done)

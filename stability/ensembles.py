@@ -1,0 +1,145 @@
+"""Ensembles (Garipov et al. 2018, §4 and Table 1): FGE, snapshot ensembles, independent nets,
+softmax averaging and temperature scaling, and an equal-budget comparison harness.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import nets as _nets
+from .train import TrainConfig, fit
+
+Array = jax.Array
+ApplyFn = Callable[[Any, Array], Array]
+
+__all__ = [
+    "fge_lr", "fge_collect", "fge_schedule", "sse_schedule", "ensemble_probs", "ensemble_metrics",
+    "fit_temperature", "fge", "snapshot_ensemble", "independent_ensemble", "compare_budgets",
+]
+
+
+def fge_lr(i: int | Array, c: int, alpha1: float, alpha2: float) -> Array:
+    """FGE's cyclic rate (Garipov Alg. 1 / SPEC §8) at 1-based iteration ``i``, even cycle ``c``:
+    ``s = (mod(i−1, c)+1)/c``; ``(1−2s)α1 + 2sα2`` for ``s ≤ ½``, else ``(2−2s)α2 + (2s−1)α1``."""
+    if c < 2 or c % 2:
+        raise ValueError(f"the FGE cycle length must be an even integer >= 2, got {c}")
+    s = (jnp.mod(jnp.asarray(i) - 1, c) + 1) / c
+    return jnp.where(s <= 0.5, (1 - 2 * s) * alpha1 + 2 * s * alpha2, (2 - 2 * s) * alpha2 + (2 * s - 1) * alpha1)
+
+
+def fge_collect(i: int, c: int) -> bool:
+    """FGE collects the weights after iteration ``i`` when ``mod(i, c) = c/2`` (the rate's minimum α2)."""
+    return i % c == c // 2
+
+
+def fge_schedule(c: int, alpha1: float, alpha2: float) -> optax.Schedule:
+    """:func:`fge_lr` as an optax schedule (optax counts steps from 0, FGE from 1)."""
+    return lambda count: fge_lr(count + 1, c, alpha1, alpha2)
+
+
+def sse_schedule(total: int, cycles: int, alpha0: float) -> optax.Schedule:
+    """Snapshot Ensembles' cosine cyclic rate: ``α0/2 (cos(π mod(i−1, ⌈T/M⌉)/⌈T/M⌉) + 1)``."""
+    if cycles < 1 or total < cycles:
+        raise ValueError(f"need 1 <= cycles <= total steps, got cycles={cycles}, total={total}")
+    period = math.ceil(total / cycles)
+    return lambda count: alpha0 / 2 * (jnp.cos(jnp.pi * jnp.mod(count, period) / period) + 1)
+
+
+def ensemble_probs(members: Sequence[Any], x: Array, apply_fn: ApplyFn = _nets.apply, temperature: float = 1.0,
+                   ) -> Array:
+    """Average of the members' softmax outputs (logits divided by ``temperature``), one vmapped call."""
+    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *members)
+    logits = jax.jit(jax.vmap(apply_fn, in_axes=(0, None)))(stacked, jnp.asarray(x))
+    return jnp.mean(jax.nn.softmax(logits / temperature, axis=-1), axis=0)
+
+
+def ensemble_metrics(probs: Array, y: Array) -> dict[str, float]:
+    """Error (%) and NLL of averaged probabilities."""
+    y = jnp.asarray(y)
+    nll = -jnp.mean(jnp.log(jnp.clip(probs[jnp.arange(y.shape[0]), y], 1e-12)))
+    err = 100.0 * jnp.mean(jnp.argmax(probs, axis=-1) != y)
+    return {"error": float(err), "nll": float(nll)}
+
+
+def fit_temperature(logits: Array, y: Array, grid: Array | None = None) -> float:
+    """Temperature T minimising held-out NLL of ``softmax(logits / T)`` (log-spaced grid, then golden refine)."""
+    logits, y = jnp.asarray(logits), jnp.asarray(y)
+
+    def nll(t: float) -> float:
+        return float(-jnp.mean(jax.nn.log_softmax(logits / t)[jnp.arange(y.shape[0]), y]))
+
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61)) if grid is None else np.asarray(grid)
+    vals = [nll(t) for t in grid]
+    k = int(np.argmin(vals))
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    g = (math.sqrt(5) - 1) / 2
+    for _ in range(30):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        if nll(a) < nll(b):
+            hi = b
+        else:
+            lo = a
+    return float((lo + hi) / 2)
+
+
+def fge(net: _nets.Net, x: Array, y: Array, cfg: TrainConfig, *, cycle: int, alpha1: float, alpha2: float,
+        **fit_kw) -> tuple[list[_nets.Net], dict[str, Any]]:
+    """Fast Geometric Ensembling from a pre-trained ``net``: ``cfg.steps`` iterations of the cyclic
+    rate, collecting at ``mod(i, c) = c/2``. Returns the collected members and the history."""
+    snaps = [i for i in range(1, cfg.steps + 1) if fge_collect(i, cycle)]
+    if not snaps:
+        raise ValueError(f"{cfg.steps} steps hold no collection point of cycle {cycle}")
+    _, hist = fit(net, x, y, cfg, schedule=fge_schedule(cycle, alpha1, alpha2), snapshot_at=snaps, **fit_kw)
+    return hist.pop("snapshots"), hist
+
+
+def snapshot_ensemble(net: _nets.Net, x: Array, y: Array, cfg: TrainConfig, *, cycles: int,
+                      **fit_kw) -> tuple[list[_nets.Net], dict[str, Any]]:
+    """Snapshot Ensembles: cosine cyclic rate from ``cfg.lr`` with ``cycles`` restarts; a member per cycle end."""
+    period = math.ceil(cfg.steps / cycles)
+    snaps = sorted({min(period * (k + 1), cfg.steps) for k in range(cycles)})
+    _, hist = fit(net, x, y, cfg, schedule=sse_schedule(cfg.steps, cycles, cfg.lr), snapshot_at=snaps, **fit_kw)
+    return hist.pop("snapshots"), hist
+
+
+def independent_ensemble(make_net: Callable[[int], _nets.Net], x: Array, y: Array, cfg: TrainConfig, *,
+                         members: int, **fit_kw) -> list[_nets.Net]:
+    """``members`` nets from seeds ``cfg.seed + k``, each trained with ``cfg``."""
+    out = []
+    for k in range(members):
+        net, _ = fit(make_net(cfg.seed + k), x, y, dataclasses.replace(cfg, seed=cfg.seed + k), **fit_kw)
+        out.append(net)
+    return out
+
+
+def compare_budgets(make_net: Callable[[int], _nets.Net], data: Any, cfg: TrainConfig, *, budgets: Sequence[int],
+                    fge_cycle: int, fge_alphas: tuple[float, float], sse_cycles_per_budget: int = 2,
+                    log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Table 1 layout: for each budget ``k`` (in units of ``B = cfg.steps`` steps) the test error and
+    NLL of Ind (k nets × B), SSE (k·B steps, ``sse_cycles_per_budget·k`` snapshots) and FGE (a net
+    pre-trained for 75% of k·B, then FGE for the remaining 25%). ``data`` is a :class:`Dataset`."""
+    x, y, xt, yt = data.x_train, data.y_train, data.x_test, data.y_test
+    rows = []
+    emit = log or (lambda s: None)
+    for k in budgets:
+        total = k * cfg.steps
+        emit(f"budget {k}B = {total} steps")
+        ind = independent_ensemble(make_net, x, y, cfg, members=k, progress=False)
+        sse, _ = snapshot_ensemble(make_net(cfg.seed), x, y, dataclasses.replace(cfg, steps=total),
+                                   cycles=sse_cycles_per_budget * k, progress=False)
+        pre_steps = int(0.75 * total)
+        pre, _ = fit(make_net(cfg.seed), x, y, dataclasses.replace(cfg, steps=pre_steps), progress=False)
+        fge_members, _ = fge(pre, x, y, dataclasses.replace(cfg, steps=total - pre_steps), cycle=fge_cycle,
+                             alpha1=fge_alphas[0], alpha2=fge_alphas[1], progress=False)
+        for name, members in (("Ind", ind), ("SSE", sse), ("FGE", fge_members)):
+            m = ensemble_metrics(ensemble_probs(members, xt), yt)
+            rows.append({"budget": k, "method": name, "members": len(members), **m})
+            emit(f"  {name}: {len(members)} members, error {m['error']:.2f}%, NLL {m['nll']:.4f}")
+    return rows

@@ -1,0 +1,71 @@
+"""FGE / SSE schedules and collection rules, ensembles, temperature scaling, budget harness."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stability import data, ensembles, nets
+from stability.train import TrainConfig, fit
+
+
+@pytest.mark.parametrize("c", [2, 4, 10])
+def test_fge_schedule_matches_formula_at_every_iteration(c):
+    a1, a2 = 0.05, 0.0005
+    for i in range(1, 3 * c + 1):
+        s = ((i - 1) % c + 1) / c
+        want = (1 - 2 * s) * a1 + 2 * s * a2 if s <= 0.5 else (2 - 2 * s) * a2 + (2 * s - 1) * a1
+        assert float(ensembles.fge_lr(i, c, a1, a2)) == pytest.approx(want, rel=1e-6, abs=1e-12)
+        assert float(ensembles.fge_schedule(c, a1, a2)(i - 1)) == pytest.approx(want, rel=1e-6, abs=1e-12)
+        assert ensembles.fge_collect(i, c) == (i % c == c // 2)
+    # the rate reaches α2 exactly at the collection points and α1 at cycle ends
+    assert float(ensembles.fge_lr(c // 2, c, a1, a2)) == pytest.approx(a2)
+    assert float(ensembles.fge_lr(c, c, a1, a2)) == pytest.approx(a1)
+    with pytest.raises(ValueError, match="even"):
+        ensembles.fge_lr(1, 3, a1, a2)
+
+
+def test_sse_schedule_restarts():
+    s = ensembles.sse_schedule(100, 4, 0.2)
+    assert float(s(0)) == pytest.approx(0.2) and float(s(25)) == pytest.approx(0.2)
+    assert float(s(24)) < 0.01
+
+
+def test_temperature_scaling_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(size=(4000, 5)) * 2
+    probs = jax.nn.softmax(true_logits)
+    y = np.array([rng.choice(5, p=np.asarray(p)) for p in probs])
+    t = ensembles.fit_temperature(true_logits * 3.0, y)  # over-confident by 3×
+    assert t == pytest.approx(3.0, rel=0.1)
+
+
+def test_fge_collects_the_right_members_and_ensembles_beat_members():
+    ds = data.load("digits").subset(n_train=600)
+    make = lambda s: nets.mlp(jax.random.PRNGKey(s), (64, 32, 10))  # noqa: E731
+    cfg = TrainConfig(steps=300, lr=0.1, log_every=100)
+    pre, _ = fit(make(0), ds.x_train, ds.y_train, cfg, progress=False)
+    members, hist = ensembles.fge(pre, ds.x_train, ds.y_train, TrainConfig(steps=80, log_every=40), cycle=20,
+                                  alpha1=0.05, alpha2=0.005, progress=False)
+    assert len(members) == 4  # collected after iterations 10, 30, 50, 70
+    assert not np.array_equal(np.asarray(members[0].layers[0]["w"]), np.asarray(members[1].layers[0]["w"]))
+    sse, _ = ensembles.snapshot_ensemble(make(1), ds.x_train, ds.y_train, TrainConfig(steps=200, lr=0.1,
+                                         log_every=100), cycles=2, progress=False)
+    assert len(sse) == 2
+    p = ensembles.ensemble_probs(members, ds.x_test)
+    np.testing.assert_allclose(np.asarray(p.sum(-1)), 1.0, rtol=1e-5)
+    ens = ensembles.ensemble_metrics(p, ds.y_test)
+    single = [ensembles.ensemble_metrics(ensembles.ensemble_probs([m], ds.x_test), ds.y_test) for m in members]
+    assert ens["nll"] <= np.mean([s["nll"] for s in single]) + 1e-6  # Jensen: averaging never hurts NLL on average
+
+
+def test_compare_budgets_table_layout():
+    ds = data.load("digits").subset(n_train=400)
+    rows = ensembles.compare_budgets(lambda s: nets.mlp(jax.random.PRNGKey(s), (64, 16, 10)), ds,
+                                     TrainConfig(steps=80, lr=0.1, log_every=40), budgets=[1, 2], fge_cycle=10,
+                                     fge_alphas=(0.05, 0.005))
+    assert [(r["budget"], r["method"]) for r in rows] == [(b, m) for b in (1, 2) for m in ("Ind", "SSE", "FGE")]
+    assert all(0 <= r["error"] <= 100 and np.isfinite(r["nll"]) for r in rows)
+    assert [r["members"] for r in rows if r["method"] == "Ind"] == [1, 2]
