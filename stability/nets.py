@@ -77,6 +77,8 @@ class Arch:
         if self.n_conv > 0:
             if len(self.in_shape) != 3:
                 raise ValueError(f"conv nets take NHWC inputs: in_shape must be (H, W, C), got {self.in_shape}")
+            if self.pool == ():
+                object.__setattr__(self, "pool", (None,) * self.n_conv)  # default: no pooling
             if len(self.pool) != self.n_conv:
                 raise ValueError(f"pool must have one entry per conv layer ({self.n_conv}), got {self.pool}")
             if any(p not in (None, "max", "avg") for p in self.pool):
