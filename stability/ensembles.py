@@ -22,6 +22,7 @@ ApplyFn = Callable[[Any, Array], Array]
 __all__ = [
     "fge_lr", "fge_collect", "fge_schedule", "sse_schedule", "ensemble_probs", "ensemble_metrics",
     "fit_temperature", "fge", "snapshot_ensemble", "independent_ensemble", "compare_budgets",
+    "curve_ensemble", "pair_ensemble_along", "random_direction_point", "random_unit_direction",
 ]
 
 
@@ -69,11 +70,16 @@ def ensemble_metrics(probs: Array, y: Array) -> dict[str, float]:
 
 
 def fit_temperature(logits: Array, y: Array, grid: Array | None = None) -> float:
-    """Temperature T minimising held-out NLL of ``softmax(logits / T)`` (log-spaced grid, then golden refine)."""
+    """Temperature T minimising held-out NLL of ``softmax(logits / T)`` (log-spaced grid, then golden refine).
+
+    ``logits`` is ``(N, C)`` for one net or ``(M, N, C)`` for an ensemble, whose members' softmaxes
+    at temperature T are averaged.
+    """
     logits, y = jnp.asarray(logits), jnp.asarray(y)
+    members = logits if logits.ndim == 3 else logits[None]
 
     def nll(t: float) -> float:
-        return float(-jnp.mean(jax.nn.log_softmax(logits / t)[jnp.arange(y.shape[0]), y]))
+        return ensemble_metrics(jnp.mean(jax.nn.softmax(members / t, -1), axis=0), y)["nll"]
 
     grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61)) if grid is None else np.asarray(grid)
     vals = [nll(t) for t in grid]
@@ -143,3 +149,68 @@ def compare_budgets(make_net: Callable[[int], _nets.Net], data: Any, cfg: TrainC
             rows.append({"budget": k, "method": name, "members": len(members), **m})
             emit(f"  {name}: {len(members)} members, error {m['error']:.2f}%, NLL {m['nll']:.4f}")
     return rows
+
+
+# --------------------------------------------------------------------------- ensembles along curves
+
+
+def _point_logits(point_fn: Callable[[Any, Array], Any], theta: Any, ts: np.ndarray, x: Array,
+                  apply_fn: ApplyFn) -> Array:
+    """Logits of every point ``point_fn(theta, t)`` on ``x``: ``(len(ts), N, classes)``, one vmapped call."""
+    dtype = jax.tree_util.tree_leaves(theta)[0].dtype
+
+    @jax.jit
+    def run(theta, ts, x):
+        return jax.vmap(lambda t: apply_fn(point_fn(theta, t), x))(ts)
+
+    return run(theta, jnp.asarray(ts, dtype), jnp.asarray(x))
+
+
+def curve_ensemble(point_fn: Callable[[Any, Array], Any], theta: Any, x: Array, y: Array, *, n: int = 50,
+                   x_val: Array | None = None, y_val: Array | None = None,
+                   apply_fn: ApplyFn = _nets.apply) -> dict[str, Any]:
+    """Garipov's curve ensemble: softmax average of ``n`` equally spaced points on the curve.
+
+    With held-out ``(x_val, y_val)`` a temperature is fitted on them (each member's logits / T)
+    and the calibrated ensemble is reported too. Errors in percent.
+    """
+    ts = np.linspace(0.0, 1.0, n)
+    logits = _point_logits(point_fn, theta, ts, x, apply_fn)
+    out: dict[str, Any] = {"members": n,
+                           **ensemble_metrics(jnp.mean(jax.nn.softmax(logits, -1), axis=0), y)}
+    if x_val is not None:
+        t_best = fit_temperature(_point_logits(point_fn, theta, ts, x_val, apply_fn), y_val)
+        cal = ensemble_metrics(jnp.mean(jax.nn.softmax(logits / t_best, -1), axis=0), y)
+        out.update(temperature=t_best, calibrated_error=cal["error"], calibrated_nll=cal["nll"])
+    return out
+
+
+def pair_ensemble_along(point_fn: Callable[[Any, Array], Any], theta: Any, anchor: Any, ts: np.ndarray,
+                        x: Array, y: Array, *, apply_fn: ApplyFn = _nets.apply) -> dict[str, np.ndarray]:
+    """Figure 4: error of the two-network ensemble {anchor, w(t)} and of w(t) alone, for every t."""
+    logits = _point_logits(point_fn, theta, ts, x, apply_fn)
+    anchor_p = jax.nn.softmax(apply_fn(anchor, jnp.asarray(x)), -1)
+    errs, single = [], []
+    for k in range(len(ts)):
+        p = jax.nn.softmax(logits[k], -1)
+        errs.append(ensemble_metrics((p + anchor_p) / 2, y)["error"])
+        single.append(ensemble_metrics(p, y)["error"])
+    return {"t": np.asarray(ts), "ensemble_error": np.array(errs), "point_error": np.array(single)}
+
+
+def random_direction_point(theta: tuple[Any, Any, Any], t: Array) -> Any:
+    """``w0 + t·‖w1 − w0‖·u`` for a unit direction ``u`` (theta = (w0, w1, u)): a point on a random
+    ray at the same distance from ``w0`` as the segment point at ``t`` (Figure 4's control)."""
+    w0, w1, u = theta
+    sq = sum(jnp.sum(jnp.square(b - a)) for a, b in zip(jax.tree_util.tree_leaves(w0), jax.tree_util.tree_leaves(w1)))
+    dist = jnp.sqrt(sq)
+    return jax.tree_util.tree_map(lambda a, d: a + t * dist * d, w0, u)
+
+
+def random_unit_direction(key: Array, like: Any) -> Any:
+    """A uniformly random unit direction in the weight space of ``like``."""
+    leaves, tree = jax.tree_util.tree_flatten(like)
+    keys = jax.random.split(key, len(leaves))
+    raw = [jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves)]
+    norm = jnp.sqrt(sum(jnp.sum(r * r) for r in raw))
+    return jax.tree_util.tree_unflatten(tree, [r / norm for r in raw])

@@ -69,3 +69,30 @@ def test_compare_budgets_table_layout():
     assert [(r["budget"], r["method"]) for r in rows] == [(b, m) for b in (1, 2) for m in ("Ind", "SSE", "FGE")]
     assert all(0 <= r["error"] <= 100 and np.isfinite(r["nll"]) for r in rows)
     assert [r["members"] for r in rows if r["method"] == "Ind"] == [1, 2]
+
+
+def test_curve_ensemble_and_figure4_pair_ensembles():
+    from stability import curves, evaluate
+
+    ds = data.load("digits").subset(n_train=500)
+    cfg = TrainConfig(steps=200, lr=0.1, log_every=100)
+    a, _ = fit(nets.mlp(jax.random.PRNGKey(0), (64, 32, 10)), ds.x_train, ds.y_train, cfg, progress=False)
+    b, _ = fit(nets.mlp(jax.random.PRNGKey(1), (64, 32, 10)), ds.x_train, ds.y_train, cfg, progress=False)
+    curve = curves.polychain(a, b, bends=1)
+    x_val, y_val, x_te, y_te = ds.x_test[:150], ds.y_test[:150], ds.x_test[150:], ds.y_test[150:]
+    ens = ensembles.curve_ensemble(curves.curve_point, curve, x_te, y_te, n=50, x_val=x_val, y_val=y_val)
+    # the 0-bend-equivalent chain (bend on the segment) → ensemble of segment points: a valid probability model
+    assert ens["members"] == 50 and 0 <= ens["error"] <= 100 and ens["temperature"] > 0
+    val_logits = ensembles._point_logits(curves.curve_point, curve, np.linspace(0, 1, 50), x_val, nets.apply)
+    nll_at = lambda t: ensembles.ensemble_metrics(jnp.mean(jax.nn.softmax(val_logits / t, -1), 0), y_val)["nll"]  # noqa
+    assert nll_at(ens["temperature"]) <= nll_at(1.0) + 1e-6  # the fitted T is no worse than T = 1 on held-out data
+    assert np.isfinite(ens["calibrated_nll"])
+    ts = np.linspace(0, 1, 5)
+    seg = ensembles.pair_ensemble_along(evaluate.line_point, (a, b), a, ts, x_te, y_te)
+    single_a = ensembles.ensemble_metrics(ensembles.ensemble_probs([a], x_te), y_te)["error"]
+    assert seg["ensemble_error"][0] == pytest.approx(single_a)  # {a, a} is a
+    u = ensembles.random_unit_direction(jax.random.PRNGKey(3), a)
+    assert float(sum(jnp.sum(l * l) for l in jax.tree_util.tree_leaves(u))) == pytest.approx(1.0, rel=1e-5)
+    rnd = ensembles.pair_ensemble_along(ensembles.random_direction_point, (a, b, u), a, ts, x_te, y_te)
+    assert rnd["point_error"][0] == pytest.approx(single_a)
+    assert rnd["point_error"][-1] > seg["point_error"][-1]  # far along a random ray the net is broken
