@@ -68,3 +68,30 @@ def test_train_mode_apply_and_vgg_model():
     assert out.shape == (2, 3)
     with pytest.raises(ValueError, match="full batch"):
         batchnorm.bn_point_theta(None, model, v["params"], v["batch_stats"], x, batch_size=16)
+
+
+def test_curve_training_and_evaluation_on_a_batchnorm_model():
+    """A Bezier curve between two BN nets: trained with minibatch statistics, evaluated with the
+    statistics recomputed at every t (vmapped), ends reproduce each end model's recomputed statistics."""
+    from stability import curves
+
+    model = MLPBN(widths=(16,), classes=3)
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(256, 4)), jnp.float32)
+    y = jnp.asarray((x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32))
+    v = [model.init(jax.random.PRNGKey(s), x[:2]) for s in (0, 1)]
+    curve = curves.bezier(v[0]["params"], v[1]["params"], 1)
+    trained, hist = curves.train_curve(curve, batchnorm.BNTrain(model), x, y, steps=150, batch_size=64, lr=1e-2,
+                                       log_every=50, progress=False)
+    assert hist["loss"][-1] < hist["loss"][0]
+    theta = batchnorm.bn_point_theta(trained, model, v[0]["params"], v[0]["batch_stats"], x, batch_size=64)
+    point = batchnorm.BNPoint(curves.curve_point, model)
+    res = evaluate.evaluate(point, theta, np.linspace(0, 1, 7), x, y, apply_fn=batchnorm.BNEval(model))
+    before = evaluate.evaluate(point, (curve,) + theta[1:], np.linspace(0, 1, 7), x, y,
+                               apply_fn=batchnorm.BNEval(model))
+    assert res.loss[1:-1].max() < before.loss[1:-1].max()  # the interior improved
+    assert res.loss[0] == before.loss[0] and res.loss[-1] == before.loss[-1]  # the (untrained) ends did not move
+    end_stats = batchnorm.recompute_batch_stats(model, v[1]["params"], theta[2], theta[1])
+    at1 = point(theta, jnp.float32(1.0))["batch_stats"]
+    for p, q in zip(jax.tree_util.tree_leaves(at1), jax.tree_util.tree_leaves(end_stats)):
+        np.testing.assert_array_equal(p, q)

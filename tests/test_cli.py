@@ -60,3 +60,23 @@ def test_demo_quick_writes_report_summary_and_figures(tmp_path):
         for fig in summary[sec].get("figures", []):
             assert (out / fig).stat().st_size > 1000 and f"]({fig})" in report
     assert "## The straight line" in report and "Machine:" in report
+
+
+def test_curve_plane_and_fge_commands(tmp_path):
+    a, b, c = (tmp_path / f"{k}.npz" for k in "abc")
+    for seed, path in enumerate((a, b, c)):
+        assert main(["train", "--widths", "8", "--steps", "40", "--log-every", "20", "--seed", str(seed),
+                     "--n-train", "300", "--out", str(path)]) == 0
+    assert main(["curve", str(a), str(b), "--steps", "30", "--points", "11", "--plane-resolution", "5",
+                 "--out", str(tmp_path / "curve")]) == 0
+    rows = json.loads((tmp_path / "curve" / "summary.json").read_text())["curve"]["rows"]
+    assert rows["Segment"]["length ratio"] == pytest.approx(1.0, rel=1e-4) and rows["bezier"]["length ratio"] >= 1.0
+    assert main(["plane", str(a), str(b), str(c), "--resolution", "4", "--out", str(tmp_path / "plane")]) == 0
+    assert len(json.loads((tmp_path / "plane" / "summary.json").read_text())["plane"]["loss"]) == 4
+    assert main(["fge", "--n-train", "200", "--widths", "8", "--budget-steps", "20", "--budgets", "1",
+                 "--cycle", "4", "--out", str(tmp_path / "fge")]) == 0
+    methods = [r["method"] for r in json.loads((tmp_path / "fge" / "summary.json").read_text())["fge"]["rows"]]
+    assert methods == ["Ind", "SSE", "FGE"]
+    other = tmp_path / "wide.npz"
+    assert main(["train", "--widths", "9", "--steps", "20", "--log-every", "20", "--out", str(other)]) == 0
+    assert main(["curve", str(a), str(other), "--steps", "5", "--out", str(tmp_path / "bad")]) == 2
