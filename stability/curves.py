@@ -33,7 +33,7 @@ import numpy as np
 import optax
 
 from .losses import Loss, cross_entropy, get_loss
-from .train import TrainConfig, make_optimizer, make_schedule
+from .train import MinibatchOrder, TrainConfig, make_optimizer, make_schedule
 
 Array = jax.Array
 ApplyFn = Callable[[Any, Array], Array]
@@ -283,20 +283,9 @@ def train_curve(
     dtype = jax.tree_util.tree_leaves(curve.ends[0])[0].dtype
     n = x.shape[0]
     batch = min(int(batch_size), n)
-    rng = np.random.default_rng(seed)
     key = jax.random.PRNGKey(seed)
     emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    order: list[np.ndarray] = []
-
-    def next_indices(k: int) -> np.ndarray:
-        nonlocal order
-        out = []
-        while len(out) < k:
-            if not order:
-                perm = rng.permutation(n)
-                order = [perm[j:j + batch] for j in range(0, n - batch + 1, batch)]
-            out.append(order.pop(0))
-        return np.stack(out)
+    order = MinibatchOrder(n, batch, seed)
 
     hist: dict[str, list[float]] = {"step": [], "loss": [], "lr": []}
     done = 0
@@ -306,7 +295,7 @@ def train_curve(
         key, sub = jax.random.split(key)
         ts = jax.random.uniform(sub, (k,), dtype)
         trainable, opt_state, values = _train_block(spec, trainable, opt_state, frozen, x, y,
-                                                    jnp.asarray(next_indices(k)), ts)
+                                                    jnp.asarray(order.take(k)), ts)
         done += k
         mean_loss = float(jnp.mean(values))
         if not np.isfinite(mean_loss):

@@ -23,7 +23,7 @@ from .losses import Loss, accuracy, get_loss, l2_penalty
 
 Array = jax.Array
 
-__all__ = ["TrainConfig", "fit", "make_optimizer", "make_schedule", "dropout_scales", "save", "load",
+__all__ = ["TrainConfig", "fit", "MinibatchOrder", "make_optimizer", "make_schedule", "dropout_scales", "save", "load",
            "CheckpointError"]
 
 
@@ -122,6 +122,28 @@ def _feature_hw(arch: _nets.Arch, i: int) -> tuple[int, int]:
     return h, w
 
 
+class MinibatchOrder:
+    """Minibatch indices: each epoch a fresh permutation from a NumPy generator seeded with ``seed``,
+    cut into full batches (the remainder is dropped)."""
+
+    def __init__(self, n: int, batch: int, seed: int) -> None:
+        if not 1 <= batch <= n:
+            raise ValueError(f"batch size must lie in 1..{n}, got {batch}")
+        self.n, self.batch = n, batch
+        self.rng = np.random.default_rng(seed)
+        self._pending: list[np.ndarray] = []
+
+    def take(self, k: int) -> np.ndarray:
+        """The next ``k`` minibatches as a ``(k, batch)`` index array."""
+        out = []
+        while len(out) < k:
+            if not self._pending:
+                perm = self.rng.permutation(self.n)
+                self._pending = [perm[j:j + self.batch] for j in range(0, self.n - self.batch + 1, self.batch)]
+            out.append(self._pending.pop(0))
+        return np.stack(out)
+
+
 def fit(
     net: _nets.Net,
     x: Array,
@@ -192,19 +214,8 @@ def fit(
         x_test = jnp.asarray(x_test)
         y_test = jnp.asarray(y_test)
 
-    rng = np.random.default_rng(cfg.seed)
     key = jax.random.PRNGKey(cfg.seed)
-    order: list[np.ndarray] = []
-
-    def next_indices(k: int) -> np.ndarray:
-        nonlocal order
-        out = []
-        while len(out) < k:
-            if not order:
-                perm = rng.permutation(x.shape[0])
-                order = [perm[j:j + batch] for j in range(0, x.shape[0] - batch + 1, batch)]
-            out.append(order.pop(0))
-        return np.stack(out)
+    order = MinibatchOrder(x.shape[0], batch, cfg.seed)
 
     params = net
     opt_state = opt.init(params)
@@ -222,7 +233,7 @@ def fit(
         if upcoming:
             k = min(k, upcoming[0] - done)
         key, sub = jax.random.split(key)
-        params, opt_state, values = run_block(params, opt_state, jnp.asarray(next_indices(k)),
+        params, opt_state, values = run_block(params, opt_state, jnp.asarray(order.take(k)),
                                               jax.random.split(sub, k))
         done += k
         block.append(values)
