@@ -72,14 +72,10 @@ def _section_straight_line(report, ctx: DemoContext) -> dict[str, Any]:
 
 def _optional_sections() -> list[tuple[str, Callable]]:
     """Sections contributed by later analyses (paths, cushions, curves …), in report order."""
-    found = []
-    try:
-        from .paths.demo import add_paths_section
-    except ImportError:
-        pass
-    else:
-        found.append(("paths", add_paths_section))
-    return found
+    from .counterexample_demo import add_counterexample_section
+    from .paths.demo import add_paths_section
+
+    return [("paths", add_paths_section), ("counterexample", add_counterexample_section)]
 
 
 DEMO_SECTIONS: list[tuple[str, Callable]] = [("straight_line", _section_straight_line)]
@@ -189,6 +185,97 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_data_for(net, name: str, source: str | None):
+    from . import data
+
+    kwargs: dict[str, Any] = {"layout": "image" if net.arch.n_conv else "flat"}
+    if source:
+        kwargs["source"] = source
+    if name == "mnist" and net.arch.n_conv and net.arch.in_shape[0] == 32:
+        kwargs["pad_to"] = 32
+    return data.load(name, **kwargs)
+
+
+def _new_report(out: str, title: str):
+    from .report import Report
+
+    report = Report(out, title=title)
+    report.meta["command"] = "stability " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return report
+
+
+def cmd_curve(args: argparse.Namespace) -> int:
+    from . import checkpoint, curves
+    from .curve_demo import curve_rows, plane_figure
+    from .curve_metrics import TABLE_COLUMNS
+    from .evaluate import line_point
+    from .io import write_json
+    from .nets import apply, check_same_arch
+
+    a, b = checkpoint.load(args.a), checkpoint.load(args.b)
+    check_same_arch(a, b, "the two checkpoints")
+    ds = _load_data_for(a, args.data, args.source)
+    report = _new_report(args.out, f"Learned {args.kind} curve between {args.a} and {args.b}")
+    make = curves.bezier if args.kind == "bezier" else curves.polychain
+    curve, hist = curves.train_curve(make(a, b, args.bends), apply, ds.x_train, ds.y_train, steps=args.steps,
+                                     batch_size=args.batch_size, lr=args.lr, schedule="cosine", seed=args.seed,
+                                     log_every=max(1, args.steps // 10), log=_log)
+    rows = curve_rows({"Segment": (line_point, (a, b)), args.kind: (curves.curve_point, curve)},
+                      (ds.x_train, ds.y_train), (ds.x_test, ds.y_test), n=args.points)
+    sec = report.section("curve", f"{args.kind} curve with {args.bends} bend(s), {args.steps} steps")
+    sec.table(["curve"] + TABLE_COLUMNS, [[k] + [r["row"][c] for c in TABLE_COLUMNS] for k, r in rows.items()])
+    fig, _ = plane_figure(a, b, curve, ds.x_train, ds.y_train, resolution=args.plane_resolution)
+    report.figure(sec, fig, "plane.png", "Train loss plane through θ_A, the middle bend and θ_B")
+    sec.data.update(rows={k: r["row"] for k, r in rows.items()}, history=hist)
+    report.add(sec)
+    write_json(Path(args.out) / "curve_points.json", {k: {"train": r["train"], "test": r["test"]} for k, r in rows.items()})
+    _log(f"wrote {args.out}/report.md")
+    return 0
+
+
+def cmd_plane(args: argparse.Namespace) -> int:
+    from . import checkpoint, planes
+
+    ws = [checkpoint.load(p) for p in (args.a, args.b, args.c)]
+    ds = _load_data_for(ws[0], args.data, args.source)
+    report = _new_report(args.out, "Loss plane through three nets")
+    p = planes.plane(*ws)
+    grid = planes.evaluate_plane(p, ds.x_train, ds.y_train, resolution=args.resolution, progress=True)
+    sec = report.section("plane", "Train loss on the plane")
+    report.figure(sec, planes.plot_plane(p, grid, {"segment A→C": [ws[0], ws[2]]}, labels=("A", "B", "C")),
+                  "plane.png", "Train loss on the plane through the three checkpoints")
+    sec.data.update(coords=p.coords, a=grid["a"], b=grid["b"], loss=grid["loss"], acc=grid["acc"])
+    report.add(sec)
+    _log(f"wrote {args.out}/report.md")
+    return 0
+
+
+def cmd_fge(args: argparse.Namespace) -> int:
+    import jax
+
+    from . import data, ensembles, nets
+    from .train import TrainConfig
+
+    ds = data.load(args.data)
+    if args.n_train:
+        ds = ds.subset(n_train=args.n_train)
+    report = _new_report(args.out, f"FGE vs snapshot vs independent ensembles on {args.data}")
+    cfg = TrainConfig(steps=args.budget_steps, batch_size=64, optimizer="momentum", lr=args.lr, schedule="cosine",
+                      seed=args.seed, log_every=max(1, args.budget_steps // 4))
+    make = lambda s: nets.mlp(jax.random.PRNGKey(s), (ds.input_shape[0], *args.widths, ds.num_classes))  # noqa: E731
+    rows = ensembles.compare_budgets(make, ds, cfg, budgets=args.budgets, fge_cycle=args.cycle,
+                                     fge_alphas=(args.alpha1, args.alpha2), log=_log)
+    sec = report.section("fge", "Equal-budget ensembles (Garipov Table 1 layout)")
+    sec.text(f"Budget B = {cfg.steps} SGD steps; FGE: pre-train 75% of the budget, then cycle c = {args.cycle}, "
+             f"α1 = {args.alpha1}, α2 = {args.alpha2}; SSE: cosine restarts, 2 snapshots per B.")
+    sec.table(["budget", "method", "members", "test err %", "NLL"],
+              [[f"{r['budget']}B", r["method"], r["members"], r["error"], r["nll"]] for r in rows])
+    sec.data["rows"] = rows
+    report.add(sec)
+    _log(f"wrote {args.out}/report.md")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stability", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -223,6 +310,49 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="checkpoint path (.npz)")
     t.set_defaults(fn=cmd_train)
+
+    c = sub.add_parser("curve", help="learn a Bezier / polygonal-chain curve between two checkpoints",
+                       description="Train a curve on eq. (3) of Garipov et al. between two saved nets; write the "
+                                   "Table 2 row (vs the segment) and a loss plane to DIR.")
+    c.add_argument("a", help="checkpoint of the first end point")
+    c.add_argument("b", help="checkpoint of the second end point")
+    c.add_argument("--data", default="digits")
+    c.add_argument("--source", help="data directory (MNIST IDX files, CIFAR-10 python batches)")
+    c.add_argument("--kind", choices=["bezier", "polychain"], default="bezier")
+    c.add_argument("--bends", type=int, default=1)
+    c.add_argument("--steps", type=int, default=2000)
+    c.add_argument("--batch-size", type=int, default=128)
+    c.add_argument("--lr", type=float, default=1e-2)
+    c.add_argument("--points", type=int, default=121)
+    c.add_argument("--plane-resolution", type=int, default=21)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", required=True)
+    c.set_defaults(fn=cmd_curve)
+
+    pl = sub.add_parser("plane", help="loss plane through three checkpoints",
+                        description="Evaluate the train loss on a grid over the plane through three saved nets.")
+    for name in ("a", "b", "c"):
+        pl.add_argument(name, help="checkpoint")
+    pl.add_argument("--data", default="digits")
+    pl.add_argument("--source")
+    pl.add_argument("--resolution", type=int, default=21)
+    pl.add_argument("--out", required=True)
+    pl.set_defaults(fn=cmd_plane)
+
+    f = sub.add_parser("fge", help="FGE vs snapshot vs independent ensembles at equal budgets",
+                       description="Garipov Table 1 layout on dense nets: test error and NLL per budget.")
+    f.add_argument("--data", default="digits")
+    f.add_argument("--n-train", type=int)
+    f.add_argument("--widths", type=_parse_ints, default=(64, 64))
+    f.add_argument("--budget-steps", type=int, default=1000, help="B: steps of one budget unit")
+    f.add_argument("--budgets", type=_parse_ints, default=(1, 2, 3))
+    f.add_argument("--cycle", type=int, default=40, help="FGE cycle length c (even)")
+    f.add_argument("--alpha1", type=float, default=0.05)
+    f.add_argument("--alpha2", type=float, default=0.0005)
+    f.add_argument("--lr", type=float, default=0.05)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", required=True)
+    f.set_defaults(fn=cmd_fge)
     return p
 
 
