@@ -73,9 +73,12 @@ def _section_straight_line(report, ctx: DemoContext) -> dict[str, Any]:
 def _optional_sections() -> list[tuple[str, Callable]]:
     """Sections contributed by later analyses (paths, cushions, curves …), in report order."""
     from .counterexample_demo import add_counterexample_section
+    from .curve_demo import add_curves_section
+    from .cushions_cli import add_cushions_section
     from .paths.demo import add_paths_section
 
-    return [("paths", add_paths_section), ("counterexample", add_counterexample_section)]
+    return [("paths", add_paths_section), ("cushions", add_cushions_section), ("curves", add_curves_section),
+            ("counterexample", add_counterexample_section)]
 
 
 DEMO_SECTIONS: list[tuple[str, Callable]] = [("straight_line", _section_straight_line)]
@@ -353,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", required=True)
     f.set_defaults(fn=cmd_fge)
+
+    from .cushions_cli import add_cushions_parser
+
+    add_cushions_parser(sub)
     return p
 
 
