@@ -99,7 +99,8 @@ def add_paths_section(report, ctx) -> dict[str, Any]:
     t0 = time.perf_counter()
     v1 = check_theorem1(ctx.net_a, chosen["A"], ctx.net_b, chosen["B"], x, y, compact=True, points_per_segment=pps)
     results["theorem1"] = (v1, time.perf_counter() - t0)
-    ctx.extra["theorem1_path"] = v1.path  # the curves section sets it next to the learned curves
+    if isinstance(getattr(ctx, "extra", None), dict):
+        ctx.extra["theorem1_path"] = v1.path  # the curves section sets it next to the learned curves
     t0 = time.perf_counter()
     v2 = check_theorem2(ctx.net_a, ctx.net_b, k2, x, y, p=0.75, points_per_segment=pps)
     results["theorem2"] = (v2, time.perf_counter() - t0)
