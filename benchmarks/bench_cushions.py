@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
-import sys
 import time
 
 import jax
@@ -32,6 +30,8 @@ import numpy as np
 from stability import cushions, nets
 from stability.cushions import _norm, _step
 from stability.report import machine_description
+
+from _table import emit
 
 
 # --------------------------------------------------------------------------- materialised baseline
@@ -241,13 +241,7 @@ def main() -> None:
         ("rel. diff ρ per draw (max / median)", f"{r_max:.1e} / {r_med:.1e}"),
         ("ε (Def. 4), c, ρ (Def. 3)", f"{s['epsilon']:.4g}, {s['c']:.4g}, {s['rho']:.4g}"),
     ]
-    table = "\n".join(["| quantity | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
-    print(table)
-    print(f"RATIO {t_base / t_ours:.2f}")
-    if args.out:
-        cmd = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
-        with open(args.out, "a") as f:
-            f.write(f"\n### {time.strftime('%Y-%m-%d')} — `{cmd}`\n\n{table}\n")
+    emit(rows, t_base / t_ours, args.out)
 
 
 if __name__ == "__main__":

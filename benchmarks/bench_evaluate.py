@@ -12,8 +12,6 @@ the device reaches in this run, and the fraction of it our evaluation achieves.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import jax
@@ -24,6 +22,8 @@ from stability import nets
 from stability.evaluate import evaluate_line
 from stability.losses import accuracy, cross_entropy
 from stability.report import machine_description
+
+from _table import emit
 
 
 def timeit(fn, repeats: int = 3) -> float:
@@ -110,13 +110,7 @@ def main() -> None:
         ("fraction of matmul throughput", f"{100 * ours_tflops / peak:.0f}%"),
         ("max rel. difference of losses", f"{err:.1e}"),
     ]
-    table = "\n".join(["| quantity | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
-    print(table)
-    print(f"RATIO {t_base / t_ours:.2f}")
-    if args.out:
-        cmd = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
-        with open(args.out, "a") as f:
-            f.write(f"\n### {time.strftime('%Y-%m-%d')} — `{cmd}`\n\n{table}\n")
+    emit(rows, t_base / t_ours, args.out)
 
 
 if __name__ == "__main__":

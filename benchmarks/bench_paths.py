@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import jax
@@ -25,6 +24,8 @@ from stability import apply, dropout, nets
 from stability.losses import accuracy, cross_entropy
 from stability.paths import Path, theorem1
 from stability.report import machine_description
+
+from _table import emit
 
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
@@ -112,22 +113,14 @@ def main() -> None:
         ("points per second, ours / baseline", f"{n_points / best:.0f} / {n_points / t_base:.0f}"),
         ("max rel. difference of losses", f"{err:.1e}"),
     ]
-    table = "\n".join(["| quantity | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
-    print(table)
-    print(f"RATIO {t_base / best:.2f}")
-    if args.out:
-        cmd = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
-        new = not os.path.exists(args.out)
-        with open(args.out, "a") as f:
-            if new:
-                f.write("# bench_paths: a whole Theorem 1 path on the digits data\n\n"
-                        "Ours = `Path.evaluate` (way points stacked, one jitted `evaluate` call with the point "
-                        "function "
-                        "`path_point`, vmap over points × scan over data batches). Baseline = a per-point Python loop "
-                        "with a jitted `lerp` and a jitted `stability.apply` + loss on the whole data set, in the same "
-                        "process. Compilation excluded from both (reported separately for ours). Each block below "
-                        "is one run; its heading is the command.\n")
-            f.write(f"\n### {time.strftime('%Y-%m-%d')} — `{cmd}`\n\n{table}\n")
+    emit(rows, t_base / best, args.out,
+         header=("# bench_paths: a whole Theorem 1 path on the digits data\n\n"
+                 "Ours = `Path.evaluate` (way points stacked, one jitted `evaluate` call with the point "
+                 "function "
+                 "`path_point`, vmap over points × scan over data batches). Baseline = a per-point Python loop "
+                 "with a jitted `lerp` and a jitted `stability.apply` + loss on the whole data set, in the same "
+                 "process. Compilation excluded from both (reported separately for ours). Each block below "
+                 "is one run; its heading is the command.\n"))
 
 
 if __name__ == "__main__":

@@ -12,48 +12,7 @@ from hypothesis import strategies as st
 
 from stability import nets
 from stability.paths import Path
-
-
-def random_net(arch: nets.Arch, seed: int, dtype=jnp.float64) -> nets.Net:
-    """He-scaled Gaussian weights and non-zero biases, drawn with NumPy (no per-shape compilation)."""
-    rng = np.random.default_rng(seed)
-    layers = []
-    for shape in arch.weight_shapes():
-        layer = {"w": jnp.asarray(rng.normal(size=shape) * np.sqrt(2.0 / np.prod(shape[1:])), dtype)}
-        if arch.bias:
-            layer["b"] = jnp.asarray(0.3 * rng.normal(size=shape[:1]), dtype)
-        layers.append(layer)
-    return nets.Net(arch, tuple(layers))
-
-
-def inputs(net: nets.Net, n: int = 5, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    return jnp.asarray(rng.normal(size=(n, *net.arch.in_shape)), jax.tree_util.tree_leaves(net)[0].dtype)
-
-
-@st.composite
-def dense_nets(draw, dtype=jnp.float64):
-    """Depth 2–6, input 1–6, hidden widths 1–9 (odd included), 1–4 outputs, biases on/off."""
-    depth = draw(st.integers(2, 6))
-    sizes = [draw(st.integers(1, 6))] + [draw(st.integers(1, 9)) for _ in range(depth - 1)] + [draw(st.integers(1, 4))]
-    arch = nets.Arch(in_shape=(sizes[0],), widths=tuple(sizes[1:]), bias=draw(st.booleans()))
-    return random_net(arch, draw(st.integers(0, 2**31 - 1)), dtype)
-
-
-@st.composite
-def conv_nets(draw, dtype=jnp.float64):
-    """1–3 same-padded convs of 1–5 channels on 4–6 px inputs with 1–3 channels, pooling on/off,
-    flatten or global-average head, 0–1 hidden dense layers, biases on/off (depth 2–5)."""
-    n_conv = draw(st.integers(1, 3))
-    channels = [draw(st.integers(1, 5)) for _ in range(n_conv)]
-    size = draw(st.sampled_from([4, 5, 6]))
-    pool = tuple(draw(st.sampled_from([None, "max", "avg"])) if k < 2 else None for k in range(n_conv))
-    dense = [draw(st.integers(1, 5)) for _ in range(draw(st.integers(0, 1)))]
-    widths = tuple(channels + dense + [draw(st.integers(1, 4))])
-    arch = nets.Arch(in_shape=(size, size, draw(st.integers(1, 3))), widths=widths,
-                     n_conv=n_conv, kernel=draw(st.sampled_from([1, 3])), pool=pool,
-                     head=draw(st.sampled_from(["flatten", "gap"])), bias=draw(st.booleans()))
-    return random_net(arch, draw(st.integers(0, 2**31 - 1)), dtype)
+from tests.strategies import conv_nets, dense_nets, inputs, random_net  # noqa: F401  (re-exported for the path tests)
 
 
 def leaves(net: nets.Net) -> list[np.ndarray]:
