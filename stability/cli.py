@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["main", "DemoContext", "DEMO_SECTIONS"]
+__all__ = ["main", "DemoContext", "demo_sections"]
 
 
 def _log(msg: str) -> None:
@@ -70,18 +70,16 @@ def _section_straight_line(report, ctx: DemoContext) -> dict[str, Any]:
     return sec.data
 
 
-def _optional_sections() -> list[tuple[str, Callable]]:
-    """Sections contributed by later analyses (paths, cushions, curves …), in report order."""
+def demo_sections() -> list[tuple[str, Callable]]:
+    """Every analysis of the demo report, in report order (imported lazily: the CLI starts fast)."""
     from .counterexample_demo import add_counterexample_section
     from .curve_demo import add_curves_section
     from .cushions_cli import add_cushions_section
     from .paths.demo import add_paths_section
 
-    return [("paths", add_paths_section), ("cushions", add_cushions_section), ("curves", add_curves_section),
+    return [("straight_line", _section_straight_line), ("paths", add_paths_section),
+            ("cushions", add_cushions_section), ("curves", add_curves_section),
             ("counterexample", add_counterexample_section)]
-
-
-DEMO_SECTIONS: list[tuple[str, Callable]] = [("straight_line", _section_straight_line)]
 
 
 def _train_pair(ds, quick: bool, seed: int, widths: Sequence[int], log: Callable[[str], None]):
@@ -106,6 +104,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from . import checkpoint, data, plots
     from .report import Report
 
+    sections = demo_sections()
+    unknown = set(args.only or ()) - {name for name, _ in sections}
+    if unknown:
+        raise ValueError(f"unknown demo section(s) {sorted(unknown)}; known: {[n for n, _ in sections]}")
     t0 = time.perf_counter()
     out = Path(args.out)
     report = Report(out, title="stability demo: two nets on the digits data")
@@ -133,7 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     report.add(sec)
 
     ctx = DemoContext(net_a, net_b, ds.x_train, ds.y_train, ds.x_test, ds.y_test, args.quick, args.seed, ds)
-    for name, fn in DEMO_SECTIONS + _optional_sections():
+    for name, fn in sections:
         if args.only and name not in args.only:
             continue
         _log(f"section: {name}")

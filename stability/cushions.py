@@ -63,7 +63,7 @@ import numpy as np
 
 from . import nets as _nets
 from .io import atomic_write
-from .nets import _layer as _apply_layer, _pool2
+from .nets import layer_forward as _apply_layer, pool2 as _pool2
 
 Array = jax.Array
 

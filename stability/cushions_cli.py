@@ -2,8 +2,8 @@
 (Definitions 2–4, SPEC §6) with Figure 3 / Appendix D.3 style histograms and the Lemma 3 check,
 and the matching section of ``stability demo``.
 
-The lead wires these in: ``add_cushions_parser(sub)`` in ``cli.build_parser`` and
-``("cushions", add_cushions_section)`` in ``cli._optional_sections``.
+``cli.build_parser`` calls :func:`add_cushions_parser`; ``cli.demo_sections`` lists
+:func:`add_cushions_section`.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ Pool = Literal["max", "avg"] | None
 LayerKind = Literal["dense", "conv", "flatten", "gap"]
 
 __all__ = [
-    "Arch", "Net", "mlp", "conv", "apply", "forward", "init_like",
+    "Arch", "Net", "mlp", "conv", "apply", "forward", "layer_forward", "pool2", "init_like",
     "UnitAxes", "unit_spec", "num_units", "widths", "depth",
     "get_row", "set_row", "get_col", "set_col", "get_rows", "set_rows", "get_cols", "set_cols",
     "zero_unit", "copy_unit", "permute_units", "zero_units", "dead_units",
@@ -251,13 +251,15 @@ def init_like(key: Array, net: Net) -> Net:
 # --------------------------------------------------------------------------- forward
 
 
-def _pool2(h: Array, kind: str) -> Array:
+def pool2(h: Array, kind: str) -> Array:
+    """2×2, stride-2 per-channel ``"max"`` or ``"avg"`` pooling of an NHWC map (odd edges dropped)."""
     n, hh, ww, c = h.shape
     h = h[:, : hh - hh % 2, : ww - ww % 2, :].reshape(n, hh // 2, 2, ww // 2, 2, c)
     return h.max(axis=(2, 4)) if kind == "max" else h.mean(axis=(2, 4))
 
 
-def _layer(arch: Arch, l: int, layer: dict[str, Array], h: Array) -> Array:
+def layer_forward(arch: Arch, l: int, layer: dict[str, Array], h: Array) -> Array:
+    """Pre-activation of parameter layer ``l`` (0-based) from its input ``h`` (activations after pooling)."""
     kind = arch.kinds[l]
     w = layer["w"]
     if kind == "conv":
@@ -302,8 +304,8 @@ def forward(net: Net, x: Array, unit_scales: Sequence[Array | None] | None = Non
             if unit_scales is not None and unit_scales[l - 1] is not None:
                 h = h * unit_scales[l - 1]
             if l - 1 < arch.n_conv and arch.pool[l - 1] is not None:
-                h = _pool2(h, arch.pool[l - 1])
-        pre.append(_layer(arch, l, layer, h))
+                h = pool2(h, arch.pool[l - 1])
+        pre.append(layer_forward(arch, l, layer, h))
     return pre
 
 

@@ -80,3 +80,8 @@ def test_curve_plane_and_fge_commands(tmp_path):
     other = tmp_path / "wide.npz"
     assert main(["train", "--widths", "9", "--steps", "20", "--log-every", "20", "--out", str(other)]) == 0
     assert main(["curve", str(a), str(other), "--steps", "5", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_demo_rejects_unknown_sections_before_training(tmp_path, capsys):
+    assert main(["demo", "--quick", "--only", "straight_line", "nope", "--out", str(tmp_path / "d")]) == 2
+    assert "unknown demo section" in capsys.readouterr().err and not (tmp_path / "d").exists()

@@ -117,7 +117,7 @@ def layer_inputs(net: nets.Net, x) -> list[np.ndarray]:
     for k in range(1, net.depth):
         h = jax.nn.relu(pre[k - 1])
         if k - 1 < net.arch.n_conv and net.arch.pool[k - 1] is not None:
-            h = nets._pool2(h, net.arch.pool[k - 1])
+            h = nets.pool2(h, net.arch.pool[k - 1])
         out.append(np.asarray(h).reshape(x.shape[0], -1))
     return out
 
