@@ -272,12 +272,38 @@ def cmd_fge(args: argparse.Namespace) -> int:
                                      fge_alphas=(args.alpha1, args.alpha2), log=_log)
     sec = report.section("fge", "Equal-budget ensembles (Garipov Table 1 layout)")
     sec.text(f"Budget B = {cfg.steps} SGD steps; FGE: pre-train 75% of the budget, then cycle c = {args.cycle}, "
-             f"α1 = {args.alpha1}, α2 = {args.alpha2}; SSE: cosine restarts, 2 snapshots per B.")
+             f"α1 = {args.alpha1}, α2 = {args.alpha2}; SSE: cosine restarts, 2 snapshots per run; a kB budget ensembles k independent runs of each method.")
     sec.table(["budget", "method", "members", "test err %", "NLL"],
               [[f"{r['budget']}B", r["method"], r["members"], r["error"], r["nll"]] for r in rows])
     sec.data["rows"] = rows
     report.add(sec)
     _log(f"wrote {args.out}/report.md")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from . import reproduce
+
+    if args.list or not args.name:
+        for name in reproduce.names():
+            rep = reproduce.get(name)
+            print(f"{name:17s} {rep.paper}: {rep.title}" + (f"  [data: {rep.needs}]" if rep.needs else ""))
+        return 0 if args.list else 2
+    overrides = {}
+    for item in args.set or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects NAME=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    todo = reproduce.names() if args.name == "all" else [args.name]
+    if overrides and len(todo) > 1:
+        raise ValueError("--set applies to one reproduction's scale; name it instead of 'all'")
+    for name in todo:
+        reproduce.get(name)  # unknown names fail before anything runs
+    root = Path(args.out) if args.out else Path("reproduce_out")
+    for name in todo:
+        out = root / name if (args.name == "all" or not args.out) else root
+        reproduce.run(name, out, quick=args.quick, seed=args.seed, source=args.source, log=_log, overrides=overrides)
     return 0
 
 
@@ -358,6 +384,20 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", required=True)
     f.set_defaults(fn=cmd_fge)
+
+    r = sub.add_parser("reproduce", help="reproduce a figure or table of the papers",
+                       description="Reproduce a published figure/table: kuditipudi-fig2, kuditipudi-fig3, "
+                                   "kuditipudi-thm4, garipov-table2, garipov-fge (or 'all'). Writes summary.json, "
+                                   "report.md (with a 'paper' column) and PNG figures to DIR.")
+    r.add_argument("name", nargs="?", help="reproduction name, or 'all' (see --list)")
+    r.add_argument("--list", action="store_true", help="list the reproductions and exit")
+    r.add_argument("--out", help="output directory (default: reproduce_out/NAME; with 'all', one subdirectory each)")
+    r.add_argument("--quick", action="store_true", help="CPU smoke-test scale (minutes on a 2-core CPU)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--source", help="data directory: CIFAR-10 python batches (kuditipudi-fig3), MNIST IDX files")
+    r.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="override one field of the run's scale (e.g. --set n_train=10000); repeatable")
+    r.set_defaults(fn=cmd_reproduce)
 
     from .cushions_cli import add_cushions_parser
 

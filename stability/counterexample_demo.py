@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from . import counterexample as ce
 
@@ -24,10 +24,11 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def add_counterexample_section(report: Any, ctx: Any) -> dict[str, Any]:
+def add_counterexample_section(report: Any, ctx: Any, *, hs: Sequence[int] | None = None,
+                               cfg: "ce.StudyConfig | None" = None) -> dict[str, Any]:
     """Theorem 4: exact facts for h = 2..8 and two non-default size choices, the dataset figure, and the
     barrier EVIDENCE (straight line, learned curves, crossing set, control) for ``QUICK_HS`` when
-    ``ctx.quick`` (< 45 s on a 2-core CPU) or ``FULL_HS`` (< 3 min)."""
+    ``ctx.quick`` (< 45 s on a 2-core CPU) or ``FULL_HS`` (< 3 min); ``hs`` / ``cfg`` override both."""
     from proofs_check.counterexample import check_theorem4
 
     t0 = time.perf_counter()
@@ -56,8 +57,8 @@ def add_counterexample_section(report: Any, ctx: Any) -> dict[str, Any]:
                   "Theorem 4 dataset for h = 3 (rows = samples; cf. the appendix's Figure 4)")
 
     # ---- evidence
-    hs = QUICK_HS if ctx.quick else FULL_HS
-    cfg = ce.StudyConfig.quick() if ctx.quick else ce.StudyConfig.demo()
+    hs = tuple(hs) if hs is not None else (QUICK_HS if ctx.quick else FULL_HS)
+    cfg = cfg if cfg is not None else (ce.StudyConfig.quick() if ctx.quick else ce.StudyConfig.demo())
     res = ce.barrier_study(hs, cfg=cfg, seed=ctx.seed, log=_log)
     sec.text(
         "**EVIDENCE, not proof.** Every path from the teacher (an output weight −1) to the student (all output "

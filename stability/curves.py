@@ -40,7 +40,7 @@ ApplyFn = Callable[[Any, Array], Array]
 Kind = Literal["polychain", "bezier"]
 
 __all__ = ["Curve", "polychain", "bezier", "straight", "point", "points", "curve_point", "control_points",
-           "perturb_bends", "train_curve", "CurveTrainSpec"]
+           "perturb_bends", "train_curve", "CurveTrainSpec", "trivial_point", "trivial_path_point"]
 
 _KINDS = ("polychain", "bezier")
 
@@ -189,6 +189,45 @@ def perturb_bends(curve: Curve, key: Array, scale: float) -> Curve:
     keys = jax.random.split(key, max(1, len(leaves)))
     new = [b + scale * jax.random.normal(k, b.shape, b.dtype) for b, k in zip(leaves, keys)]
     return dataclasses.replace(curve, bends=jax.tree_util.tree_unflatten(treedef, new))
+
+
+# --------------------------------------------------------------------------- trivial curve (Appendix A.6)
+
+
+def trivial_point(net: Any, t: Array | float) -> Any:
+    """Garipov Appendix A.6's trivial curve from the origin to ``net``: ``W_i(t) = t·W_i``, ``b_i(t) = t^i·b_i``.
+
+    ``net`` is a :class:`stability.nets.Net` (layer ``i`` is ``net.layers[i-1]``). For a ReLU net
+    without BatchNorm (dense or conv, max or average pooling) every layer is positively homogeneous,
+    so ``f_{φ(t)}(x) = t^d f(x)``: the same predictions for every ``t > 0``. Exact at ``t = 1``.
+    """
+    layers = getattr(net, "layers", None)
+    if layers is None or not hasattr(net, "arch"):
+        raise TypeError(f"the trivial curve needs a stability.nets.Net (layer-indexed weights), got {type(net)}")
+    dtype = jax.tree_util.tree_leaves(net)[0].dtype
+    t = jnp.asarray(t, dtype)
+    if t.ndim != 0:
+        raise ValueError(f"trivial_point takes a scalar t (vmap it for many), got shape {t.shape}")
+    new = []
+    for i, layer in enumerate(layers, start=1):
+        scaled = {"w": jnp.where(t == 1, layer["w"], t * layer["w"]).astype(dtype)}
+        if "b" in layer:
+            scaled["b"] = jnp.where(t == 1, layer["b"], t**i * layer["b"]).astype(dtype)
+        new.append({**layer, **scaled})
+    return type(net)(net.arch, tuple(new))
+
+
+def trivial_path_point(theta: tuple[Any, Any], t: Array) -> Any:
+    """The trivial connecting path ``ŵ_1 → 0 → ŵ_2`` (two copies of :func:`trivial_point`, the first
+    reversed): ``φ(t) = trivial(ŵ_1, 1 − 2t)`` for ``t ≤ ½`` and ``trivial(ŵ_2, 2t − 1)`` after. Every
+    point but the origin (``t = ½``) predicts like ``ŵ_1`` or ``ŵ_2`` (A.6); a point function for
+    :func:`stability.evaluate.evaluate`."""
+    a, b = theta
+    dtype = jax.tree_util.tree_leaves(a)[0].dtype
+    t = jnp.asarray(t, dtype)
+    pa = trivial_point(a, jnp.clip(1 - 2 * t, 0, 1))
+    pb = trivial_point(b, jnp.clip(2 * t - 1, 0, 1))
+    return jax.tree_util.tree_map(lambda u, v: jnp.where(t <= 0.5, u, v), pa, pb)
 
 
 # --------------------------------------------------------------------------- training (eq. 3)

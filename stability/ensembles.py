@@ -126,29 +126,51 @@ def independent_ensemble(make_net: Callable[[int], _nets.Net], x: Array, y: Arra
 
 
 def compare_budgets(make_net: Callable[[int], _nets.Net], data: Any, cfg: TrainConfig, *, budgets: Sequence[int],
-                    fge_cycle: int, fge_alphas: tuple[float, float], sse_cycles_per_budget: int = 2,
-                    log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Table 1 layout: for each budget ``k`` (in units of ``B = cfg.steps`` steps) the test error and
-    NLL of Ind (k nets × B), SSE (k·B steps, ``sse_cycles_per_budget·k`` snapshots) and FGE (a net
-    pre-trained for 75% of k·B, then FGE for the remaining 25%). ``data`` is a :class:`Dataset`."""
+                    fge_cycle: int, fge_alphas: tuple[float, float], sse_snapshots: int = 2,
+                    fge_pretrain: float = 0.75, log: Callable[[str], None] | None = None,
+                    return_members: bool = False) -> list[dict[str, Any]] | tuple[list[dict[str, Any]], dict]:
+    """Garipov Table 1 protocol: a budget ``B = cfg.steps`` steps is one run; for a budget ``k·B`` each method
+    is run ``k`` times from random initialisations (seeds ``cfg.seed + r``) and the models gathered from
+    the ``k`` runs are ensembled (softmax average). Per run: Ind trains one net; SSE runs the cosine cyclic
+    rate with ``sse_snapshots`` restarts and keeps a snapshot at each cycle end; FGE trains for
+    ``fge_pretrain·B`` steps with ``cfg``'s schedule, then runs the cyclic rate for the rest, collecting at
+    ``mod(i, c) = c/2``. Runs are shared between budgets (the k-budget ensemble holds runs 0..k−1), so
+    ``max(budgets)`` runs per method are trained. ``data`` is a :class:`Dataset`.
+
+    Returns one row per (budget, method): ``budget``, ``method``, ``members``, test ``error`` (%) and
+    ``nll``; with ``return_members`` also ``{method: [members of run r]}``.
+    """
+    if not budgets or min(budgets) < 1:
+        raise ValueError(f"budgets must be positive integers, got {budgets}")
+    if not 0 < fge_pretrain < 1:
+        raise ValueError(f"fge_pretrain must be in (0, 1), got {fge_pretrain}")
     x, y, xt, yt = data.x_train, data.y_train, data.x_test, data.y_test
-    rows = []
     emit = log or (lambda s: None)
+    pre_steps = int(round(fge_pretrain * cfg.steps))
+    if cfg.steps - pre_steps < fge_cycle:
+        raise ValueError(f"FGE gets {cfg.steps - pre_steps} steps after pre-training, less than one cycle "
+                         f"({fge_cycle}); lengthen B or shorten the cycle")
+    runs: dict[str, list[list[Any]]] = {"Ind": [], "SSE": [], "FGE": []}
+    for r in range(max(budgets)):
+        c = dataclasses.replace(cfg, seed=cfg.seed + r)
+        emit(f"run {r + 1}/{max(budgets)} (seed {c.seed}): Ind, SSE ({sse_snapshots} snapshots), "
+             f"FGE ({pre_steps} pre-training steps, cycle {fge_cycle})")
+        net, _ = fit(make_net(c.seed), x, y, c, progress=False)
+        runs["Ind"].append([net])
+        sse, _ = snapshot_ensemble(make_net(c.seed), x, y, c, cycles=sse_snapshots, progress=False)
+        runs["SSE"].append(sse)
+        pre, _ = fit(make_net(c.seed), x, y, dataclasses.replace(c, steps=pre_steps), progress=False)
+        members, _ = fge(pre, x, y, dataclasses.replace(c, steps=cfg.steps - pre_steps), cycle=fge_cycle,
+                         alpha1=fge_alphas[0], alpha2=fge_alphas[1], progress=False)
+        runs["FGE"].append(members)
+    rows = []
     for k in budgets:
-        total = k * cfg.steps
-        emit(f"budget {k}B = {total} steps")
-        ind = independent_ensemble(make_net, x, y, cfg, members=k, progress=False)
-        sse, _ = snapshot_ensemble(make_net(cfg.seed), x, y, dataclasses.replace(cfg, steps=total),
-                                   cycles=sse_cycles_per_budget * k, progress=False)
-        pre_steps = int(0.75 * total)
-        pre, _ = fit(make_net(cfg.seed), x, y, dataclasses.replace(cfg, steps=pre_steps), progress=False)
-        fge_members, _ = fge(pre, x, y, dataclasses.replace(cfg, steps=total - pre_steps), cycle=fge_cycle,
-                             alpha1=fge_alphas[0], alpha2=fge_alphas[1], progress=False)
-        for name, members in (("Ind", ind), ("SSE", sse), ("FGE", fge_members)):
+        for name in ("Ind", "SSE", "FGE"):
+            members = [m for run in runs[name][:k] for m in run]
             m = ensemble_metrics(ensemble_probs(members, xt), yt)
             rows.append({"budget": k, "method": name, "members": len(members), **m})
-            emit(f"  {name}: {len(members)} members, error {m['error']:.2f}%, NLL {m['nll']:.4f}")
-    return rows
+            emit(f"  {k}B {name}: {len(members)} members, error {m['error']:.2f}%, NLL {m['nll']:.4f}")
+    return (rows, runs) if return_members else rows
 
 
 # --------------------------------------------------------------------------- ensembles along curves

@@ -92,6 +92,9 @@ class Report:
               f"{self.meta['wall_seconds']:.1f} s.\n"]
         if "command" in self.meta:
             md.append(f"Command: `{self.meta['command']}`\n")
+        facts = [f"{k.capitalize()}: {self.meta[k]}" for k in ("seed", "scale", "paper") if k in self.meta]
+        if facts:
+            md.append(". ".join(facts) + ".\n")
         for s in self.sections:
             md.append(f"\n## {s.title}\n")
             md.extend(s.lines)

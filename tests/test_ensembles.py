@@ -69,6 +69,13 @@ def test_compare_budgets_table_layout():
     assert [(r["budget"], r["method"]) for r in rows] == [(b, m) for b in (1, 2) for m in ("Ind", "SSE", "FGE")]
     assert all(0 <= r["error"] <= 100 and np.isfinite(r["nll"]) for r in rows)
     assert [r["members"] for r in rows if r["method"] == "Ind"] == [1, 2]
+    # a kB budget ensembles k independent runs of each method (Table 1 protocol): members double from 1B to 2B
+    for method in ("SSE", "FGE"):
+        one, two = [r["members"] for r in rows if r["method"] == method]
+        assert two == 2 * one and one >= 1
+    with pytest.raises(ValueError, match="less than one cycle"):
+        ensembles.compare_budgets(lambda s: nets.mlp(jax.random.PRNGKey(s), (64, 16, 10)), ds,
+                                  TrainConfig(steps=20, lr=0.1), budgets=[1], fge_cycle=10, fge_alphas=(0.05, 0.005))
 
 
 def test_curve_ensemble_and_figure4_pair_ensembles():
