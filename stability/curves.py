@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .hostloop import use_host_loop
 from .losses import Loss, cross_entropy, get_loss
 from .train import MinibatchOrder, TrainConfig, make_optimizer, make_schedule
 
@@ -258,21 +259,38 @@ def _objective(spec: CurveTrainSpec, trainable: Any, frozen_ends: Any, xs: Array
     return value
 
 
+def _step(spec: CurveTrainSpec, frozen_ends: Any, x: Array, y: Array, carry: tuple[Any, Any],
+          inp: tuple[Array, Array]) -> tuple[tuple[Any, Any], Array]:
+    """One optimizer step on minibatch ``inp[0]`` at the curve point ``t = inp[1]``."""
+    opt = make_optimizer(spec.cfg)
+    params, state = carry
+    bi, t = inp
+    value, grads = jax.value_and_grad(_objective, argnums=1)(spec, params, frozen_ends, x[bi], y[bi], t)
+    updates, state = opt.update(grads, state, params)
+    return (optax.apply_updates(params, updates), state), value
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _train_block(spec: CurveTrainSpec, trainable: Any, opt_state: Any, frozen_ends: Any, x: Array, y: Array,
                  idx: Array, ts: Array) -> tuple[Any, Any, Array]:
     """``len(ts)`` optimizer steps; step ``s`` uses minibatch ``idx[s]`` and the curve point ``t = ts[s]``."""
-    opt = make_optimizer(spec.cfg)
-
-    def step(carry, inp):
-        params, state = carry
-        bi, t = inp
-        value, grads = jax.value_and_grad(_objective, argnums=1)(spec, params, frozen_ends, x[bi], y[bi], t)
-        updates, state = opt.update(grads, state, params)
-        return (optax.apply_updates(params, updates), state), value
-
-    (trainable, opt_state), values = jax.lax.scan(step, (trainable, opt_state), (idx, ts))
+    (trainable, opt_state), values = jax.lax.scan(lambda c, i: _step(spec, frozen_ends, x, y, c, i),
+                                                  (trainable, opt_state), (idx, ts))
     return trainable, opt_state, values
+
+
+_train_step = jax.jit(_step, static_argnums=0)
+
+
+def _train_steps(spec: CurveTrainSpec, trainable: Any, opt_state: Any, frozen_ends: Any, x: Array, y: Array,
+                 idx: Array, ts: Array, host_loop: bool) -> tuple[Any, Any, Array]:
+    if not host_loop:
+        return _train_block(spec, trainable, opt_state, frozen_ends, x, y, idx, ts)
+    values = []
+    for j in range(idx.shape[0]):  # conv nets on CPU: see stability.hostloop
+        (trainable, opt_state), v = _train_step(spec, frozen_ends, x, y, (trainable, opt_state), (idx[j], ts[j]))
+        values.append(v)
+    return trainable, opt_state, jnp.stack(values)
 
 
 def train_curve(
@@ -327,14 +345,15 @@ def train_curve(
     order = MinibatchOrder(n, batch, seed)
 
     hist: dict[str, list[float]] = {"step": [], "loss": [], "lr": []}
+    host_loop = use_host_loop(curve.ends[0])
     done = 0
     t0 = time.perf_counter()
     while done < steps:
         k = min(log_every, steps - done)
         key, sub = jax.random.split(key)
         ts = jax.random.uniform(sub, (k,), dtype)
-        trainable, opt_state, values = _train_block(spec, trainable, opt_state, frozen, x, y,
-                                                    jnp.asarray(order.take(k)), ts)
+        trainable, opt_state, values = _train_steps(spec, trainable, opt_state, frozen, x, y,
+                                                    jnp.asarray(order.take(k)), ts, host_loop)
         done += k
         mean_loss = float(jnp.mean(values))
         if not np.isfinite(mean_loss):

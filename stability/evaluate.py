@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import nets as _nets
+from .hostloop import use_host_loop
 from .losses import Loss, accuracy, cross_entropy, get_loss
 
 Array = jax.Array
@@ -85,22 +86,57 @@ def choose_sizes(
     return int(batch_size), int(chunk)
 
 
+def _batch_sums(apply_fn: ApplyFn, loss: Loss, classify: bool, points: Any, xs: Array, ys: Array,
+                ms: Array) -> tuple[Array, Array]:
+    """Per-point sums of the loss and of correct predictions over one (masked) batch."""
+    out = jax.vmap(lambda p: apply_fn(p, xs))(points)
+    l = jax.vmap(lambda o: loss(o, ys))(out)
+    acc = jax.vmap(lambda o: accuracy(o, ys))(out) if classify else jnp.zeros_like(l)
+    return jnp.sum(l * ms, axis=1), jnp.sum(acc * ms, axis=1)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _eval_chunk(point_fn: PointFn, apply_fn: ApplyFn, loss: Loss, classify: bool,
                 theta: Any, ts: Array, xb: Array, yb: Array, mb: Array) -> tuple[Array, Array]:
     points = jax.vmap(lambda t: point_fn(theta, t))(ts)
 
     def body(carry, batch):
-        xs, ys, ms = batch
-        out = jax.vmap(lambda p: apply_fn(p, xs))(points)
-        l = jax.vmap(lambda o: loss(o, ys))(out)
-        acc = jax.vmap(lambda o: accuracy(o, ys))(out) if classify else jnp.zeros_like(l)
-        return (carry[0] + jnp.sum(l * ms, axis=1), carry[1] + jnp.sum(acc * ms, axis=1)), None
+        ls, acs = _batch_sums(apply_fn, loss, classify, points, *batch)
+        return (carry[0] + ls, carry[1] + acs), None
 
     dtype = jax.tree_util.tree_leaves(points)[0].dtype
     zeros = jnp.zeros(ts.shape[:1], dtype)
     (ls, acs), _ = jax.lax.scan(body, (zeros, zeros), (xb, yb, mb))
     return ls, acs
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _chunk_points(point_fn: PointFn, theta: Any, ts: Array) -> Any:
+    return jax.vmap(lambda t: point_fn(theta, t))(ts)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _point_batch_sums(apply_fn: ApplyFn, loss: Loss, classify: bool, points: Any, k: Array, xs: Array, ys: Array,
+                      ms: Array) -> tuple[Array, Array]:
+    """Loss and correct-prediction sums of point ``k`` of the stacked ``points`` over one (masked) batch."""
+    out = apply_fn(jax.tree_util.tree_map(lambda a: a[k], points), xs)
+    l = loss(out, ys)
+    acc = accuracy(out, ys) if classify else jnp.zeros_like(l)
+    return jnp.sum(l * ms), jnp.sum(acc * ms)
+
+
+def _eval_chunk_host(point_fn: PointFn, apply_fn: ApplyFn, loss: Loss, classify: bool,
+                     theta: Any, ts: Array, xb: Array, yb: Array, mb: Array) -> tuple[Array, Array]:
+    """:func:`_eval_chunk` with the point and batch loops in Python: conv nets on CPU, where convolutions
+    inside ``lax.scan`` and convolutions vmapped over kernels are several times slower (:mod:`stability.hostloop`)."""
+    points = _chunk_points(point_fn, theta, ts)
+    ls, acs = [], []
+    for k in range(ts.shape[0]):
+        kk = jnp.asarray(k, jnp.int32)
+        sums = [_point_batch_sums(apply_fn, loss, classify, points, kk, xb[b], yb[b], mb[b]) for b in range(xb.shape[0])]
+        ls.append(sum(v[0] for v in sums))
+        acs.append(sum(v[1] for v in sums))
+    return jnp.stack(ls), jnp.stack(acs)
 
 
 def _batched(x: Array, y: Array, batch_size: int) -> tuple[Array, Array, Array]:
@@ -151,11 +187,12 @@ def evaluate(
     dtype = jax.tree_util.tree_leaves(sample)[0].dtype
     mb = mb.astype(dtype)
     losses, accs = [], []
+    run_chunk = _eval_chunk_host if use_host_loop(sample) else _eval_chunk
     n_chunks = -(-ts_np.size // chunk)
     for c in range(n_chunks):
         part = ts_np[c * chunk:(c + 1) * chunk]
         padded = np.concatenate([part, np.full(chunk - part.size, part[-1])])
-        ls, acs = _eval_chunk(point_fn, apply_fn, loss, classify, theta, jnp.asarray(padded, dtype), xb, yb, mb)
+        ls, acs = run_chunk(point_fn, apply_fn, loss, classify, theta, jnp.asarray(padded, dtype), xb, yb, mb)
         losses.append(np.asarray(ls)[: part.size])
         accs.append(np.asarray(acs)[: part.size])
         if progress:

@@ -19,6 +19,7 @@ import optax
 
 from . import nets as _nets
 from .checkpoint import CheckpointError, load, save
+from .hostloop import use_host_loop
 from .losses import Loss, accuracy, get_loss, l2_penalty
 
 Array = jax.Array
@@ -192,20 +193,32 @@ def fit(
             value = value + l2_penalty(params, cfg.weight_decay)
         return value
 
-    @jax.jit
-    def run_block(params, opt_state, idx, keys):
-        def step(carry, inp):
-            params, opt_state = carry
-            bi, k = inp
-            value, grads = jax.value_and_grad(loss_fn)(params, x[bi], y[bi], k)
-            updates, opt_state = opt.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), value
+    def step(x, y, carry, inp):  # data as arguments: never baked into the program as constants
+        params, opt_state = carry
+        bi, k = inp
+        value, grads = jax.value_and_grad(loss_fn)(params, x[bi], y[bi], k)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
 
-        (params, opt_state), values = jax.lax.scan(step, (params, opt_state), (idx, keys))
+    @jax.jit
+    def run_block(params, opt_state, x, y, idx, keys):
+        (params, opt_state), values = jax.lax.scan(lambda c, i: step(x, y, c, i), (params, opt_state), (idx, keys))
         return params, opt_state, values
 
+    one_step = jax.jit(step)
+    host_loop = use_host_loop(net)
+
+    def run_steps(params, opt_state, idx, keys):
+        if not host_loop:
+            return run_block(params, opt_state, x, y, idx, keys)
+        values = []
+        for j in range(idx.shape[0]):  # conv nets on CPU: see stability.hostloop
+            (params, opt_state), v = one_step(x, y, (params, opt_state), (idx[j], keys[j]))
+            values.append(v)
+        return params, opt_state, jnp.stack(values)
+
     @jax.jit
-    def test_metrics(params):
+    def test_metrics(params, x_test, y_test):
         out = _nets.apply(params, x_test)
         acc = jnp.mean(accuracy(out, y_test)) if jnp.issubdtype(y_test.dtype, jnp.integer) else jnp.nan
         return loss.mean(out, y_test), acc
@@ -233,7 +246,7 @@ def fit(
         if upcoming:
             k = min(k, upcoming[0] - done)
         key, sub = jax.random.split(key)
-        params, opt_state, values = run_block(params, opt_state, jnp.asarray(order.take(k)),
+        params, opt_state, values = run_steps(params, opt_state, jnp.asarray(order.take(k)),
                                               jax.random.split(sub, k))
         done += k
         block.append(values)
@@ -250,7 +263,7 @@ def fit(
         hist["lr"].append(float(sched(done - 1)))
         line = f"  step {done:>6}/{cfg.steps}  loss {mean_loss:.4f}"
         if x_test is not None:
-            tl, ta = test_metrics(params)
+            tl, ta = test_metrics(params, x_test, y_test)
             hist["test_loss"].append(float(tl))
             hist["test_acc"].append(float(ta))
             line += f"  test loss {float(tl):.4f}  test acc {float(ta):.4f}"

@@ -63,6 +63,7 @@ class Scale:
     plane_resolution: int
     plane_samples: int
     eval_train: int | None = None  # train images for the table rows (None: all, as the paper)
+    models: tuple[str, ...] = ("FC", "conv")  # which rows to produce
 
 
 FULL = Scale(n_train=None, n_test=None, fc_widths=(400, 400, 400), conv_channels=(16, 32), conv_dense=(128,),
@@ -206,8 +207,13 @@ def run(ctx: ReproContext) -> dict[str, Any]:
     sec.text(f"Data: {img.summary()}. Scale: `{s}`.")
     sec.data.update(scale=dataclasses.asdict(s), dataset=img.summary())
     ctx.report.add(sec)
+    unknown = sorted(set(s.models) - {"FC", "conv"})
+    if unknown or not s.models:
+        raise ValueError(f"models must be a non-empty subset of ('FC', 'conv'), got {s.models}")
     headline: dict[str, Any] = {}
     for model, ds in (("FC", flat), ("conv", img)):
+        if model not in s.models:
+            continue
         res = _model_rows(model, ds, s, ctx)
         _table2_section(ctx, model, res, s, ds)
         headline[model] = {k: {c: v.get(c) for c in ("train loss Max", "test err Max", "length ratio")}
