@@ -146,31 +146,41 @@ def _bernstein(t: Array, degree: int) -> Array:
 
 
 def point(curve: Curve, t: Array | float) -> Any:
-    """``φ(t)`` for a scalar ``t ∈ [0, 1]`` (SPEC §8 formulas); exact end points at t = 0 and t = 1."""
+    """``φ(t)`` for a scalar ``t ∈ [0, 1]`` (SPEC §8 formulas); exact end points at t = 0 and t = 1.
+
+    Computed leaf by leaf from the end points and the bends without stacking the control points
+    (no copy of the nets per step: this is on curve training's hot path)."""
     w0, w1 = curve.ends
-    cps = control_points(curve)
     dtype = jax.tree_util.tree_leaves(w0)[0].dtype
     t = jnp.asarray(t, dtype)
     if t.ndim != 0:
         raise ValueError(f"point takes a scalar t; use points for a vector of ts (got shape {t.shape})")
-    segs = curve.n_bends + 1
+    n = curve.n_bends
+    segs = n + 1
     if curve.kind == "bezier":
         coef = _bernstein(t, segs)
 
-        def inner(c: Array) -> Array:
-            return jnp.tensordot(coef.astype(c.dtype), c, axes=(0, 0))
+        def inner(a: Array, bs: Array, b: Array) -> Array:
+            out = coef[0].astype(a.dtype) * a + coef[segs].astype(a.dtype) * b
+            if n:
+                out = out + jnp.tensordot(coef[1:segs].astype(bs.dtype), bs, axes=(0, 0))
+            return out
     else:
         s = t * segs
         i = jnp.clip(jnp.floor(s), 0, segs - 1).astype(jnp.int32)
         u = s - i  # = (n+1)(t − i/(n+1)) ∈ [0, 1]
 
-        def inner(c: Array) -> Array:
-            lo, hi = c[i], c[i + 1]
-            return (1 - u).astype(c.dtype) * lo + u.astype(c.dtype) * hi
+        def inner(a: Array, bs: Array, b: Array) -> Array:
+            if n == 0:
+                lo, hi = a, b
+            else:  # control points w_i, w_{i+1}: w_0 = a, w_1..w_n = bends, w_{n+1} = b
+                lo = jnp.where(i == 0, a, bs[jnp.clip(i - 1, 0, n - 1)])
+                hi = jnp.where(i == segs - 1, b, bs[jnp.clip(i, 0, n - 1)])
+            return (1 - u).astype(a.dtype) * lo + u.astype(a.dtype) * hi
 
     return jax.tree_util.tree_map(
-        lambda a, c, b: jnp.where(t == 0, a, jnp.where(t == 1, b, inner(c))).astype(jnp.result_type(a)),
-        w0, cps, w1)
+        lambda a, bs, b: jnp.where(t == 0, a, jnp.where(t == 1, b, inner(a, bs, b))).astype(jnp.result_type(a)),
+        w0, curve.bends, w1)
 
 
 def points(curve: Curve, ts: Array) -> Any:

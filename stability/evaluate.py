@@ -189,6 +189,7 @@ def evaluate(
     losses, accs = [], []
     run_chunk = _eval_chunk_host if use_host_loop(sample) else _eval_chunk
     n_chunks = -(-ts_np.size // chunk)
+    chunk = -(-ts_np.size // n_chunks)  # balanced chunks: pad at most n_chunks − 1 points, not chunk − 1
     for c in range(n_chunks):
         part = ts_np[c * chunk:(c + 1) * chunk]
         padded = np.concatenate([part, np.full(chunk - part.size, part[-1])])

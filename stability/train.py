@@ -8,6 +8,7 @@ dropout masks from ``jax.random.PRNGKey(seed)``. Steps run in jitted ``lax.scan`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -145,6 +146,52 @@ class MinibatchOrder:
         return np.stack(out)
 
 
+@dataclasses.dataclass(frozen=True)
+class _FitSpec:
+    """Everything static about one training program (hashable): compiled programs are cached per spec,
+    so repeated :func:`fit` calls with the same settings and shapes (seeds, restarts) do not recompile."""
+
+    cfg: TrainConfig  # seed / log_every / dropout normalised away: they do not shape the program
+    rates: tuple[float, ...]
+    loss: Loss
+    schedule: optax.Schedule | None
+
+
+def _loss_fn(spec: _FitSpec, params: _nets.Net, xs: Array, ys: Array, key: Array) -> Array:
+    scales = dropout_scales(key, params, xs, spec.rates, spec.cfg.channelwise) if any(spec.rates) else None
+    out = _nets.forward(params, xs, scales)[-1]
+    value = spec.loss.mean(out, ys)
+    if spec.cfg.weight_decay:
+        value = value + l2_penalty(params, spec.cfg.weight_decay)
+    return value
+
+
+def _step(spec: _FitSpec, x: Array, y: Array, carry: tuple[Any, Any], inp: tuple[Array, Array]):
+    """One optimizer step on minibatch ``inp[0]`` with dropout key ``inp[1]`` (data are arguments, not constants)."""
+    opt = make_optimizer(spec.cfg, spec.schedule)
+    params, opt_state = carry
+    bi, k = inp
+    value, grads = jax.value_and_grad(_loss_fn, argnums=1)(spec, params, x[bi], y[bi], k)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), value
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _run_block(spec: _FitSpec, params: Any, opt_state: Any, x: Array, y: Array, idx: Array, keys: Array):
+    (params, opt_state), values = jax.lax.scan(lambda c, i: _step(spec, x, y, c, i), (params, opt_state), (idx, keys))
+    return params, opt_state, values
+
+
+_one_step = jax.jit(_step, static_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _test_metrics(loss: Loss, params: _nets.Net, x_test: Array, y_test: Array) -> tuple[Array, Array]:
+    out = _nets.apply(params, x_test)
+    acc = jnp.mean(accuracy(out, y_test)) if jnp.issubdtype(y_test.dtype, jnp.integer) else jnp.nan
+    return loss.mean(out, y_test), acc
+
+
 def fit(
     net: _nets.Net,
     x: Array,
@@ -185,43 +232,18 @@ def fit(
     batch = min(cfg.batch_size, x.shape[0])
     emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
 
-    def loss_fn(params: _nets.Net, xs: Array, ys: Array, key: Array) -> Array:
-        scales = dropout_scales(key, params, xs, rates, cfg.channelwise) if any(rates) else None
-        out = _nets.forward(params, xs, scales)[-1]
-        value = loss.mean(out, ys)
-        if cfg.weight_decay:
-            value = value + l2_penalty(params, cfg.weight_decay)
-        return value
+    spec = _FitSpec(dataclasses.replace(cfg, seed=0, log_every=1, dropout=0.0), rates, loss, schedule)
 
-    def step(x, y, carry, inp):  # data as arguments: never baked into the program as constants
-        params, opt_state = carry
-        bi, k = inp
-        value, grads = jax.value_and_grad(loss_fn)(params, x[bi], y[bi], k)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), value
-
-    @jax.jit
-    def run_block(params, opt_state, x, y, idx, keys):
-        (params, opt_state), values = jax.lax.scan(lambda c, i: step(x, y, c, i), (params, opt_state), (idx, keys))
-        return params, opt_state, values
-
-    one_step = jax.jit(step)
     host_loop = use_host_loop(net)
 
     def run_steps(params, opt_state, idx, keys):
         if not host_loop:
-            return run_block(params, opt_state, x, y, idx, keys)
+            return _run_block(spec, params, opt_state, x, y, idx, keys)
         values = []
         for j in range(idx.shape[0]):  # conv nets on CPU: see stability.hostloop
-            (params, opt_state), v = one_step(x, y, (params, opt_state), (idx[j], keys[j]))
+            (params, opt_state), v = _one_step(spec, x, y, (params, opt_state), (idx[j], keys[j]))
             values.append(v)
         return params, opt_state, jnp.stack(values)
-
-    @jax.jit
-    def test_metrics(params, x_test, y_test):
-        out = _nets.apply(params, x_test)
-        acc = jnp.mean(accuracy(out, y_test)) if jnp.issubdtype(y_test.dtype, jnp.integer) else jnp.nan
-        return loss.mean(out, y_test), acc
 
     if x_test is not None:
         x_test = jnp.asarray(x_test)
@@ -263,7 +285,7 @@ def fit(
         hist["lr"].append(float(sched(done - 1)))
         line = f"  step {done:>6}/{cfg.steps}  loss {mean_loss:.4f}"
         if x_test is not None:
-            tl, ta = test_metrics(params, x_test, y_test)
+            tl, ta = _test_metrics(loss, params, x_test, y_test)
             hist["test_loss"].append(float(tl))
             hist["test_acc"].append(float(ta))
             line += f"  test loss {float(tl):.4f}  test acc {float(ta):.4f}"

@@ -45,6 +45,15 @@ def get(name: str) -> Reproduction:
     return REGISTRY[name]
 
 
+def _quote(arg: str) -> str:
+    """Shell-quote ``arg`` readably: double quotes when that is safe (``"models=('FC',)"``), else shlex."""
+    if shlex.quote(arg) == arg:
+        return arg
+    if not any(c in arg for c in '"$`\\!'):
+        return f'"{arg}"'
+    return shlex.quote(arg)
+
+
 def run(name: str, out: str | Path | None = None, *, quick: bool = False, seed: int = 0,
         source: str | None = None, log=None, overrides: dict[str, str] | None = None) -> dict[str, Any]:
     """Run reproduction ``name`` into ``out`` (default ``reproduce_out/NAME``); returns its headline numbers.
@@ -55,7 +64,7 @@ def run(name: str, out: str | Path | None = None, *, quick: bool = False, seed: 
     report = Report(out, title=f"{rep.name}: {rep.title}")
     flags = (["--quick"] if quick else []) + ([f"--seed {seed}"] if seed else []) + \
             ([f"--source {shlex.quote(str(source))}"] if source else []) + \
-            [f"--set {k}={shlex.quote(str(v))}" for k, v in (overrides or {}).items()]
+            [f"--set {_quote(f'{k}={v}')}" for k, v in (overrides or {}).items()]
     report.meta.update(reproduction=name, paper=rep.paper, seed=seed, quick=quick,
                        scale="quick (CPU smoke test)" if quick else "full (paper setting)",
                        command=" ".join(["stability reproduce", name, "--out", shlex.quote(str(out)), *flags]))
