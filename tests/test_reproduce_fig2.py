@@ -1,0 +1,104 @@
+"""`stability reproduce kuditipudi-fig2 --quick` (Kuditipudi et al. 2019, Figure 2 / Appendix D.1 and the
+Theorem 3 path): structure and sanity of one quick CPU run, not the paper's numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from stability import reproduce
+from stability.reproduce import kuditipudi_fig2 as fig2
+
+FIGURES = ("fig2_left.png", "fig2_centre.png", "fig2_right.png", "fig2_theorem3.png")
+
+
+def _same_float32(a: float, b: float) -> bool:
+    """Equal up to float32 rounding (the same weights evaluated on the same batch)."""
+    return a == pytest.approx(b, rel=1e-6, abs=1e-7)
+
+
+@pytest.fixture(scope="module")
+def fig2_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fig2")
+    headline = reproduce.run("kuditipudi-fig2", out, quick=True)
+    return out, headline, json.loads((out / "summary.json").read_text()), (out / "report.md").read_text()
+
+
+def test_report_files_paper_column_and_provenance(fig2_run):
+    out, headline, s, md = fig2_run
+    assert list(s) == ["meta", "setup", "left", "centre", "right", "theorem3"]
+    assert "| quantity | paper | ours | note |" in md
+    for sec in ("left", "centre", "right", "theorem3"):
+        assert s[sec]["comparison"] and all("paper" in r and "ours" in r for r in s[sec]["comparison"])
+    for f in FIGURES:
+        assert (out / f).stat().st_size > 1000
+        assert f"]({f})" in md
+    meta = s["meta"]
+    assert meta["seed"] == 0 and meta["quick"] is True and meta["wall_seconds"] > 0
+    assert meta["scale_settings"] == json.loads(json.dumps(dataclasses.asdict(fig2.QUICK)))
+    assert "Seed: 0" in md and f"Machine: {meta['machine']}" in md and "Wall time" in md
+    assert "Scale(n_train=4000, channels=8" in md  # the scale is printed into the report
+    assert meta["headline"] == json.loads(json.dumps(headline))
+
+
+def test_left_plot_dropout_stability(fig2_run):
+    _, headline, s, _ = fig2_run
+    left, q = s["left"], fig2.QUICK
+    assert left["keep"] == list(q.keep) and left["draws"] == q.draws
+    best, median = np.asarray(left["best_loss"]), np.asarray(left["median_loss"])
+    assert best.shape == (q.trials, len(q.keep)) and np.all(best <= median + 1e-7)
+    acc = np.asarray(left["best_acc"])
+    assert np.all(np.isfinite(best)) and np.all((0 <= acc) & (acc <= 1))
+    mean = left["mean_best_loss"]
+    assert mean[-1] <= mean[0]  # keeping more filters does not hurt overall
+    assert left["mean_best_acc"][-1] >= left["mean_best_acc"][0]
+    assert headline["best_of_n_loss"] == {f"{k:g}": v for k, v in zip(q.keep, mean)}
+
+
+def test_centre_line_starts_at_the_trained_net(fig2_run):
+    _, headline, s, _ = fig2_run
+    c = s["centre"]
+    assert len(c["t"]) == fig2.QUICK.centre_points and c["t"][0] == 0.0 and c["t"][-1] == 1.0
+    assert _same_float32(c["loss"][0], s["setup"]["nets"][0]["loss"])
+    assert c["kept"]["r"] == pytest.approx([1 / 0.8] * 3)
+    assert [len(k) for k in c["kept"]["keep"]] == [int(np.floor(8 * 0.8))] * 3
+    assert headline["centre_max_loss"] == pytest.approx(max(c["loss"]))
+
+
+def test_right_plot_narrow_nets(fig2_run):
+    _, headline, s, _ = fig2_run
+    r = s["right"]
+    assert r["widths"] == [1, 2, 4] and all(len(r["loss"][str(w)]) == fig2.QUICK.narrow_trials for w in r["widths"])
+    assert r["mean_loss"]["4"] < r["mean_loss"]["1"]
+    assert headline["narrow_loss"] == r["mean_loss"]
+
+
+def test_theorem3_path_is_certified_and_ends_at_the_nets(fig2_run):
+    _, headline, s, _ = fig2_run
+    t = s["theorem3"]
+    v = t["verdict"]
+    assert v["certified"] is True and v["n_segments"] == 13 and v["numerics_ok"] is True
+    assert t["certified_segments"] == 11 and v["certificate"]["counts"] == {"certified": 11, "unchecked": 2}
+    assert t["narrow_width"] == 1 and 1.5 * t["narrow_width"] / 8 <= t["p"] == 0.2
+    la, lb = (n["loss"] for n in s["setup"]["nets"][:2])
+    assert _same_float32(t["path_start_loss"], la) and _same_float32(t["path_end_loss"], lb)
+    assert _same_float32(v["endpoint_losses"]["L(θ_A)"], la) and _same_float32(v["endpoint_losses"]["L(θ_B)"], lb)
+    assert v["endpoint_losses"]["L(θ*)"] == pytest.approx(min(s["right"]["loss"]["1"]), rel=1e-5)
+    assert _same_float32(t["line"]["loss"][0], la) and _same_float32(t["line"]["loss"][-1], lb)
+    assert v["max_loss"] >= max(la, lb) and v["extra"]["lemma2_part_holds"] is True
+    assert headline["certified"] is True and headline["n_segments"] == 13
+    assert headline["line_max_loss"] == pytest.approx(max(t["line"]["loss"]))
+
+
+def test_bad_scale_settings_fail_clearly():
+    with pytest.raises(ValueError, match="trials must be ≥ 2"):
+        dataclasses.replace(fig2.QUICK, trials=1).check()
+    with pytest.raises(ValueError, match="keep"):
+        dataclasses.replace(fig2.QUICK, keep=(0.5, 1.0)).check()
+    with pytest.raises(ValueError, match="theorem3_p"):
+        dataclasses.replace(fig2.QUICK, theorem3_p=0.8).check()
+    with pytest.raises(ValueError, match="widths"):
+        dataclasses.replace(fig2.QUICK, widths=(0, 2)).check()
