@@ -43,7 +43,7 @@ from ..train import TrainConfig, fit  # noqa: E402
 from .common import ReproContext, comparison_table, fmt, register  # noqa: E402
 
 __all__ = ["Scale", "FULL", "QUICK", "PAPER_LEFT_LOSS", "PAPER_LEFT_ACC", "PAPER_CENTRE_LOSS", "PAPER_CENTRE_ACC",
-           "PAPER_NARROW_LOSS", "keras_init", "theta1_losses", "run"]
+           "PAPER_NARROW_LOSS", "keras_init", "KerasDecay", "theta1_losses", "run"]
 
 # Figure 2 (read off the plots; SPEC §9). Left: best-of-20 loss / accuracy by 1−p ("≥ .8": .02 / .99).
 PAPER_LEFT_LOSS: dict[float, float] = {0.5: 0.49, 0.6: 0.3, 0.75: 0.05, 0.8: 0.02}
@@ -148,9 +148,16 @@ def keras_init(seed: int, arch: nets.Arch, dtype=np.float32) -> nets.Net:
     return nets.Net(arch, tuple(layers))
 
 
-def _keras_sgd_schedule(lr: float, decay: float) -> Callable[[jax.Array], jax.Array]:
-    """Keras SGD's time-based decay ``lr / (1 + decay·t)`` (Appendix D.1: decay 10⁻⁶)."""
-    return lambda count: lr / (1.0 + decay * count)
+@dataclasses.dataclass(frozen=True)
+class KerasDecay:
+    """Keras SGD's time-based decay ``lr / (1 + decay·t)`` (Appendix D.1: decay 10⁻⁶). A frozen dataclass,
+    so equal schedules hash equal and :func:`stability.train.fit` reuses its compiled program across nets."""
+
+    lr: float
+    decay: float
+
+    def __call__(self, count: jax.Array) -> jax.Array:
+        return self.lr / (1.0 + self.decay * count)
 
 
 def _train(ctx: ReproContext, s: Scale, ds: data.Dataset, width: int, seed: int,
@@ -159,7 +166,7 @@ def _train(ctx: ReproContext, s: Scale, ds: data.Dataset, width: int, seed: int,
     log_every = s.steps // 5 if s.steps >= 5 and s.steps % 5 == 0 else s.steps  # equal blocks: one compile
     cfg = TrainConfig(steps=s.steps, batch_size=s.batch, lr=s.lr, seed=seed, log_every=log_every)
     net = keras_init(seed, _arch(ds.input_shape, width))
-    net, hist = fit(net, ds.x_train, ds.y_train, cfg, schedule=_keras_sgd_schedule(s.lr, s.lr_decay),
+    net, hist = fit(net, ds.x_train, ds.y_train, cfg, schedule=KerasDecay(s.lr, s.lr_decay),
                     log=ctx.log, progress=verbose)
     return net, float(hist["loss"][-1])
 
