@@ -69,9 +69,9 @@ class Scale:
 FULL = Scale(n_train=None, n_test=None, fc_widths=(400, 400, 400), conv_channels=(16, 32), conv_dense=(128,),
              net_epochs=20, curve_epochs=20, batch=128, lr=0.05, weight_decay=1e-4, curve_lr=0.05,
              curve_weight_decay=1e-4, points=121, plane_resolution=21, plane_samples=5000)
-QUICK = Scale(n_train=2000, n_test=500, fc_widths=(64, 64), conv_channels=(4, 8), conv_dense=(16,),
+QUICK = Scale(n_train=1500, n_test=500, fc_widths=(64, 64), conv_channels=(4, 8), conv_dense=(16,),
               net_epochs=8, curve_epochs=8, batch=128, lr=0.05, weight_decay=1e-4, curve_lr=0.05,
-              curve_weight_decay=1e-4, points=21, plane_resolution=7, plane_samples=500)
+              curve_weight_decay=1e-4, points=11, plane_resolution=5, plane_samples=500)
 
 
 def _make(model: str, s: Scale, key: jax.Array, ds: data.Dataset) -> nets.Net:

@@ -111,7 +111,7 @@ FULL = Scale(n_train=None, channels=32, steps=5000, trials=5, n_eval=4096, keep=
              draws=20, centre_p=0.2, centre_points=51, widths=tuple(range(1, 11)), narrow_trials=5, theorem3_p=0.2,
              points_per_segment=21, line_points=101, fn_samples=256)
 QUICK = Scale(n_train=4000, channels=8, steps=200, trials=2, n_eval=512, keep=(0.5, 0.6, 0.75, 0.8, 0.9),
-              draws=10, centre_p=0.2, centre_points=21, widths=(1, 2, 4), narrow_trials=2, theorem3_p=0.2,
+              draws=10, centre_p=0.2, centre_points=21, widths=(1, 2, 4), narrow_trials=1, theorem3_p=0.2,
               points_per_segment=4, line_points=13, fn_samples=64)
 
 
