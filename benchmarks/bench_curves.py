@@ -47,7 +47,7 @@ from stability.losses import accuracy, cross_entropy
 from stability.report import machine_description
 from stability.train import MinibatchOrder, TrainConfig, fit, make_optimizer
 
-from _table import emit
+from _table import best_time, emit, per_point_means, timed
 
 D_IN, CLASSES = 784, 10
 
@@ -122,16 +122,6 @@ def diag_epoch(point_fn, opt, curve: curves.Curve, x, y, idx, ts):
 
     (bends, _), values = jax.lax.scan(step, (curve.bends, opt.init(curve.bends)), (idx, ts))
     return bends, values
-
-
-def best_time(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile / warm up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def part_a(args, gpu: bool) -> tuple[list[tuple[str, str]], float, list[str]]:
@@ -237,18 +227,12 @@ def baseline_bn(model, curve, xb, momentum, ts, x, y, batch: int) -> tuple[np.nd
         return jnp.sum(cross_entropy(out, ys)), jnp.sum(accuracy(out, ys))
 
     dtype = jax.tree_util.tree_leaves(curve.ends[0])[0].dtype
-    losses, accs = [], []
-    for t in ts:
+
+    def variables(t):
         params = point(curve, jnp.asarray(t, dtype))
-        variables = {"params": params, "batch_stats": stats_fn(params, momentum, xb)}
-        ls = ac = 0.0
-        for s in range(0, x.shape[0], batch):
-            l, c = batch_sums(variables, x[s:s + batch], y[s:s + batch])
-            ls += float(l)
-            ac += float(c)
-        losses.append(ls / x.shape[0])
-        accs.append(ac / x.shape[0])
-    return np.array(losses), np.array(accs)
+        return {"params": params, "batch_stats": stats_fn(params, momentum, xb)}
+
+    return per_point_means(batch_sums, (variables(t) for t in ts), x, y, batch)
 
 
 def part_b(args, gpu: bool) -> tuple[list[tuple[str, str]], float, list[str]]:
@@ -281,14 +265,7 @@ def part_b(args, gpu: bool) -> tuple[list[tuple[str, str]], float, list[str]]:
     def ours(chunk=None):
         return evaluate(point_fn, theta, ts, x_ev, y_ev, apply_fn=apply_fn, chunk=chunk)
 
-    t0 = time.perf_counter()
-    res = ours()
-    t_first = time.perf_counter() - t0
-    t_ours = float("inf")
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        res = ours()
-        t_ours = min(t_ours, time.perf_counter() - t0)
+    t_first, t_ours, res = timed(ours, args.repeats)
     print(f"  ours: {t_ours:.3f} s (first call incl. compilation {t_first:.3f} s); automatic sizes: eval batch "
           f"{auto_batch}, chunk {auto_chunk} → {n_chunks} chunks = {n_chunks * auto_chunk} evaluated points", flush=True)
     t_even = None

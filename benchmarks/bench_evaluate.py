@@ -12,7 +12,6 @@ the device reaches in this run, and the fraction of it our evaluation achieves.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
@@ -23,17 +22,7 @@ from stability.evaluate import evaluate_line
 from stability.losses import accuracy, cross_entropy
 from stability.report import machine_description
 
-from _table import emit
-
-
-def timeit(fn, repeats: int = 3) -> float:
-    fn()  # compile / warm up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from _table import best_time, emit, per_point_means
 
 
 def baseline(a, b, ts, x, y, batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,24 +35,14 @@ def baseline(a, b, ts, x, y, batch: int) -> tuple[np.ndarray, np.ndarray]:
         out = nets.apply(net, xs)
         return jnp.sum(cross_entropy(out, ys)), jnp.sum(accuracy(out, ys))
 
-    losses, accs = [], []
-    for t in ts:
-        net = point(a, b, jnp.float32(t))
-        ls = ac = 0.0
-        for s in range(0, x.shape[0], batch):
-            l, c = batch_sums(net, x[s:s + batch], y[s:s + batch])
-            ls += float(l)
-            ac += float(c)
-        losses.append(ls / x.shape[0])
-        accs.append(ac / x.shape[0])
-    return np.array(losses), np.array(accs)
+    return per_point_means(batch_sums, (point(a, b, jnp.float32(t)) for t in ts), x, y, batch)
 
 
 def matmul_tflops(n: int) -> float:
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
     f = jax.jit(lambda a: a @ a)
     f(a).block_until_ready()
-    secs = timeit(lambda: f(a).block_until_ready())
+    secs = best_time(lambda: f(a).block_until_ready())
     return 2 * n**3 / secs / 1e12
 
 
@@ -89,10 +68,10 @@ def main() -> None:
     print(f"machine: {machine_description()}; MLP {sizes}; {n} samples; {args.points} points", flush=True)
 
     ours_res = evaluate_line(a, b, ts, x, y)
-    t_ours = timeit(lambda: evaluate_line(a, b, ts, x, y))
+    t_ours = best_time(lambda: evaluate_line(a, b, ts, x, y))
     print(f"ours: {t_ours:.3f} s", flush=True)
     base_res = baseline(a, b, ts, x, y, args.baseline_batch)
-    t_base = timeit(lambda: baseline(a, b, ts, x, y, args.baseline_batch), repeats=1)
+    t_base = best_time(lambda: baseline(a, b, ts, x, y, args.baseline_batch), repeats=1)
     print(f"baseline (per-point loop, batch {args.baseline_batch}): {t_base:.3f} s", flush=True)
     err = float(np.max(np.abs(ours_res.loss - base_res[0]) / np.maximum(1.0, np.abs(base_res[0]))))
     assert err < 1e-4, f"results disagree: max rel err {err}"

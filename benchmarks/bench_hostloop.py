@@ -7,7 +7,6 @@ jitted step called from a Python loop — the measurement behind :mod:`stability
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
@@ -17,17 +16,7 @@ from stability import nets
 from stability.losses import cross_entropy
 from stability.report import machine_description
 
-from _table import emit
-
-
-def best(fn, repeats: int = 3) -> float:
-    jax.block_until_ready(fn())
-    out = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        out = min(out, time.perf_counter() - t0)
-    return out
+from _table import best_time, emit
 
 
 def main() -> None:
@@ -61,13 +50,13 @@ def main() -> None:
             p = one(p, idx[i], X, Y)
         return p
 
-    t_scan = best(lambda: scan_steps(net, idx, X, Y)) / args.steps
-    t_loop = best(loop_steps) / args.steps
+    t_scan = best_time(lambda: scan_steps(net, idx, X, Y)) / args.steps
+    t_loop = best_time(loop_steps) / args.steps
     xs = X.reshape(args.steps, args.batch, 28, 28, 1)
     fwd_map = jax.jit(lambda p, xs: jax.lax.map(lambda xb: nets.apply(p, xb), xs))
     fwd = jax.jit(nets.apply)
-    f_map = best(lambda: fwd_map(net, xs)) / args.steps
-    f_loop = best(lambda: [fwd(net, xs[i]) for i in range(args.steps)][-1]) / args.steps
+    f_map = best_time(lambda: fwd_map(net, xs)) / args.steps
+    f_loop = best_time(lambda: [fwd(net, xs[i]) for i in range(args.steps)][-1]) / args.steps
     rows = [("machine", machine_description()), ("net", f"conv {ch} + dense 128, 28×28×1, batch {args.batch}"),
             ("train step inside lax.scan (s)", f"{t_scan:.4f}"), ("train step, Python loop of jitted steps (s)",
                                                                   f"{t_loop:.4f}"),

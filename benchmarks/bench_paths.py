@@ -25,7 +25,7 @@ from stability.losses import accuracy, cross_entropy
 from stability.paths import Path, theorem1
 from stability.report import machine_description
 
-from _table import emit
+from _table import emit, timed
 
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
@@ -80,14 +80,7 @@ def main() -> None:
           f"({'literal' if args.literal else 'compact'}) {path.n_segments} segments × {args.points} points "
           f"= {n_points} points", flush=True)
 
-    t0 = time.perf_counter()
-    ours = path.evaluate(x, y, args.points)
-    t_first = time.perf_counter() - t0
-    best = float("inf")
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        ours = path.evaluate(x, y, args.points)
-        best = min(best, time.perf_counter() - t0)
+    t_first, best, ours = timed(lambda: path.evaluate(x, y, args.points), args.repeats)
     print(f"ours: {best:.3f} s (first call incl. compilation {t_first:.3f} s)", flush=True)
 
     t = np.linspace(0.0, 1.0, args.points)
