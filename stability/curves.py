@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .hostloop import use_host_loop
+from .hostloop import run_steps, use_host_loop
 from .losses import Loss, cross_entropy, get_loss
 from .train import MinibatchOrder, TrainConfig, make_optimizer, make_schedule
 
@@ -281,26 +281,13 @@ def _step(spec: CurveTrainSpec, frozen_ends: Any, x: Array, y: Array, carry: tup
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _train_block(spec: CurveTrainSpec, trainable: Any, opt_state: Any, frozen_ends: Any, x: Array, y: Array,
-                 idx: Array, ts: Array) -> tuple[Any, Any, Array]:
-    """``len(ts)`` optimizer steps; step ``s`` uses minibatch ``idx[s]`` and the curve point ``t = ts[s]``."""
-    (trainable, opt_state), values = jax.lax.scan(lambda c, i: _step(spec, frozen_ends, x, y, c, i),
-                                                  (trainable, opt_state), (idx, ts))
-    return trainable, opt_state, values
+def _train_block(spec: CurveTrainSpec, frozen_ends: Any, x: Array, y: Array, carry: tuple[Any, Any],
+                 inp: tuple[Array, Array]) -> tuple[tuple[Any, Any], Array]:
+    """``len(inp[1])`` optimizer steps; step ``s`` uses minibatch ``inp[0][s]`` and the curve point ``t = inp[1][s]``."""
+    return jax.lax.scan(lambda c, i: _step(spec, frozen_ends, x, y, c, i), carry, inp)
 
 
 _train_step = jax.jit(_step, static_argnums=0)
-
-
-def _train_steps(spec: CurveTrainSpec, trainable: Any, opt_state: Any, frozen_ends: Any, x: Array, y: Array,
-                 idx: Array, ts: Array, host_loop: bool) -> tuple[Any, Any, Array]:
-    if not host_loop:
-        return _train_block(spec, trainable, opt_state, frozen_ends, x, y, idx, ts)
-    values = []
-    for j in range(idx.shape[0]):  # conv nets on CPU: see stability.hostloop
-        (trainable, opt_state), v = _train_step(spec, frozen_ends, x, y, (trainable, opt_state), (idx[j], ts[j]))
-        values.append(v)
-    return trainable, opt_state, jnp.stack(values)
 
 
 def train_curve(
@@ -362,8 +349,9 @@ def train_curve(
         k = min(log_every, steps - done)
         key, sub = jax.random.split(key)
         ts = jax.random.uniform(sub, (k,), dtype)
-        trainable, opt_state, values = _train_steps(spec, trainable, opt_state, frozen, x, y,
-                                                    jnp.asarray(order.take(k)), ts, host_loop)
+        (trainable, opt_state), values = run_steps(  # conv nets on CPU step from Python: see stability.hostloop
+            lambda c, i: _train_block(spec, frozen, x, y, c, i), lambda c, i: _train_step(spec, frozen, x, y, c, i),
+            (trainable, opt_state), (jnp.asarray(order.take(k)), ts), host_loop)
         done += k
         mean_loss = float(jnp.mean(values))
         if not np.isfinite(mean_loss):

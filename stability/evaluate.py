@@ -86,13 +86,18 @@ def choose_sizes(
     return int(batch_size), int(chunk)
 
 
+def _output_sums(loss: Loss, classify: bool, out: Array, ys: Array, ms: Array) -> tuple[Array, Array]:
+    """Sums of the loss and of correct predictions of one point's outputs over a (masked) batch."""
+    l = loss(out, ys)
+    acc = accuracy(out, ys) if classify else jnp.zeros_like(l)
+    return jnp.sum(l * ms), jnp.sum(acc * ms)
+
+
 def _batch_sums(apply_fn: ApplyFn, loss: Loss, classify: bool, points: Any, xs: Array, ys: Array,
                 ms: Array) -> tuple[Array, Array]:
-    """Per-point sums of the loss and of correct predictions over one (masked) batch."""
+    """Per-point :func:`_output_sums` of every stacked point over one batch (vmapped)."""
     out = jax.vmap(lambda p: apply_fn(p, xs))(points)
-    l = jax.vmap(lambda o: loss(o, ys))(out)
-    acc = jax.vmap(lambda o: accuracy(o, ys))(out) if classify else jnp.zeros_like(l)
-    return jnp.sum(l * ms, axis=1), jnp.sum(acc * ms, axis=1)
+    return jax.vmap(lambda o: _output_sums(loss, classify, o, ys, ms))(out)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
@@ -119,10 +124,7 @@ def _chunk_points(point_fn: PointFn, theta: Any, ts: Array) -> Any:
 def _point_batch_sums(apply_fn: ApplyFn, loss: Loss, classify: bool, points: Any, k: Array, xs: Array, ys: Array,
                       ms: Array) -> tuple[Array, Array]:
     """Loss and correct-prediction sums of point ``k`` of the stacked ``points`` over one (masked) batch."""
-    out = apply_fn(jax.tree_util.tree_map(lambda a: a[k], points), xs)
-    l = loss(out, ys)
-    acc = accuracy(out, ys) if classify else jnp.zeros_like(l)
-    return jnp.sum(l * ms), jnp.sum(acc * ms)
+    return _output_sums(loss, classify, apply_fn(jax.tree_util.tree_map(lambda a: a[k], points), xs), ys, ms)
 
 
 def _eval_chunk_host(point_fn: PointFn, apply_fn: ApplyFn, loss: Loss, classify: bool,

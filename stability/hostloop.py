@@ -17,12 +17,13 @@ keep the single compiled ``lax.scan`` program.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["use_host_loop"]
+__all__ = ["use_host_loop", "run_steps"]
 
 
 def use_host_loop(params: Any) -> bool:
@@ -35,3 +36,17 @@ def use_host_loop(params: Any) -> bool:
     if jax.default_backend() != "cpu":
         return False
     return any(np.ndim(leaf) == 4 for leaf in jax.tree_util.tree_leaves(params))
+
+
+def run_steps(block: Callable[[Any, Any], tuple[Any, Any]], step: Callable[[Any, Any], tuple[Any, Any]],
+              carry: Any, xs: Any, host_loop: bool) -> tuple[Any, Any]:
+    """``block(carry, xs)``, the compiled ``lax.scan`` of ``step`` over the leading axis of ``xs``; or, with
+    ``host_loop``, the jitted ``step(carry, xs[j])`` called from Python for each ``j``. Returns
+    ``(carry, stacked outputs)`` either way."""
+    if not host_loop:
+        return block(carry, xs)
+    outs = []
+    for j in range(jax.tree_util.tree_leaves(xs)[0].shape[0]):
+        carry, out = step(carry, jax.tree_util.tree_map(lambda a: a[j], xs))
+        outs.append(out)
+    return carry, jnp.stack(outs)

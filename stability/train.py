@@ -20,7 +20,7 @@ import optax
 
 from . import nets as _nets
 from .checkpoint import CheckpointError, load, save
-from .hostloop import use_host_loop
+from .hostloop import run_steps, use_host_loop
 from .losses import Loss, accuracy, get_loss, l2_penalty
 
 Array = jax.Array
@@ -177,9 +177,9 @@ def _step(spec: _FitSpec, x: Array, y: Array, carry: tuple[Any, Any], inp: tuple
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _run_block(spec: _FitSpec, params: Any, opt_state: Any, x: Array, y: Array, idx: Array, keys: Array):
-    (params, opt_state), values = jax.lax.scan(lambda c, i: _step(spec, x, y, c, i), (params, opt_state), (idx, keys))
-    return params, opt_state, values
+def _run_block(spec: _FitSpec, x: Array, y: Array, carry: tuple[Any, Any], inp: tuple[Array, Array]):
+    """``len(inp[0])`` steps of :func:`_step` in one ``lax.scan``."""
+    return jax.lax.scan(lambda c, i: _step(spec, x, y, c, i), carry, inp)
 
 
 _one_step = jax.jit(_step, static_argnums=0)
@@ -236,15 +236,6 @@ def fit(
 
     host_loop = use_host_loop(net)
 
-    def run_steps(params, opt_state, idx, keys):
-        if not host_loop:
-            return _run_block(spec, params, opt_state, x, y, idx, keys)
-        values = []
-        for j in range(idx.shape[0]):  # conv nets on CPU: see stability.hostloop
-            (params, opt_state), v = _one_step(spec, x, y, (params, opt_state), (idx[j], keys[j]))
-            values.append(v)
-        return params, opt_state, jnp.stack(values)
-
     if x_test is not None:
         x_test = jnp.asarray(x_test)
         y_test = jnp.asarray(y_test)
@@ -268,8 +259,9 @@ def fit(
         if upcoming:
             k = min(k, upcoming[0] - done)
         key, sub = jax.random.split(key)
-        params, opt_state, values = run_steps(params, opt_state, jnp.asarray(order.take(k)),
-                                              jax.random.split(sub, k))
+        (params, opt_state), values = run_steps(  # conv nets on CPU step from Python: see stability.hostloop
+            lambda c, i: _run_block(spec, x, y, c, i), lambda c, i: _one_step(spec, x, y, c, i), (params, opt_state),
+            (jnp.asarray(order.take(k)), jax.random.split(sub, k)), host_loop)
         done += k
         block.append(values)
         if done in snaps:

@@ -3,17 +3,12 @@ garipov-table2, garipov-fge and kuditipudi-thm4 reproductions — structure and 
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from stability import reproduce
 from stability.cli import main
-
-
-def _summary(out):
-    return json.loads((out / "summary.json").read_text())
+from tests._reproduce_helpers import quick_run, summary
 
 
 def test_registry_lists_the_five_reproductions(capsys):
@@ -37,13 +32,12 @@ def test_bad_names_and_settings_fail_clearly(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def table2(tmp_path_factory):
-    out = tmp_path_factory.mktemp("table2")
-    return out, reproduce.run("garipov-table2", out, quick=True)
+    return quick_run(tmp_path_factory, "garipov-table2")
 
 
 def test_table2_quick_structure_and_sanity(table2):
     out, headline = table2
-    s = _summary(out)
+    s = summary(out)
     md = (out / "report.md").read_text()
     assert s["meta"]["seed"] == 0 and "CPU" in s["meta"]["machine"] and s["meta"]["wall_seconds"] > 0
     assert "| curve | source |" in md and "| paper |" in md and "Seed: 0" in md
@@ -69,7 +63,7 @@ def test_table2_quick_structure_and_sanity(table2):
 def test_fge_quick_structure_and_sanity(tmp_path):
     out = tmp_path / "fge"
     assert main(["reproduce", "garipov-fge", "--quick", "--out", str(out)]) == 0
-    s = _summary(out)
+    s = summary(out)
     rows = s["table1"]["rows"]
     assert [(r["budget"], r["method"]) for r in rows] == [(b, m) for b in (1, 2) for m in ("Ind", "SSE", "FGE")]
     members = {(r["budget"], r["method"]): r["members"] for r in rows}

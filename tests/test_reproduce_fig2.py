@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from stability import reproduce
 from stability.reproduce import kuditipudi_fig2 as fig2
+from tests._reproduce_helpers import quick_run, summary
 
 FIGURES = ("fig2_left.png", "fig2_centre.png", "fig2_right.png", "fig2_theorem3.png")
 
@@ -22,9 +22,8 @@ def _same_float32(a: float, b: float) -> bool:
 
 @pytest.fixture(scope="module")
 def fig2_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("fig2")
-    headline = reproduce.run("kuditipudi-fig2", out, quick=True)
-    return out, headline, json.loads((out / "summary.json").read_text()), (out / "report.md").read_text()
+    out, headline = quick_run(tmp_path_factory, "kuditipudi-fig2")
+    return out, headline, summary(out), (out / "report.md").read_text()
 
 
 def test_report_files_paper_column_and_provenance(fig2_run):

@@ -17,10 +17,8 @@ from stability.data import DataNotFoundError
 from stability.report import Report
 from stability.reproduce import ReproContext
 from stability.reproduce import kuditipudi_fig3 as fig3
+from tests._reproduce_helpers import quick_run, summary
 
-
-def _summary(out):
-    return json.loads((out / "summary.json").read_text())
 
 
 # --------------------------------------------------------------------------- fast checks
@@ -84,13 +82,12 @@ def test_cifar_source_is_read_as_32x32x3_images(tmp_path):
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("fig3")
-    return out, reproduce.run("kuditipudi-fig3", out, quick=True)
+    return quick_run(tmp_path_factory, "kuditipudi-fig3")
 
 
 def test_report_files_and_paper_columns(quick):
     out, headline = quick
-    s = _summary(out)
+    s = summary(out)
     md = (out / "report.md").read_text()
     assert set(s) >= {"meta", "setup", "noise_stability", "noise_stability_vs_paper", "theorem3"}
     assert s["meta"]["seed"] == 0 and s["meta"]["quick"] is True and s["meta"]["wall_seconds_total"] > 0
@@ -110,7 +107,7 @@ def test_report_files_and_paper_columns(quick):
 
 def test_report_says_it_used_padded_mnist(quick):
     out, headline = quick
-    s = _summary(out)
+    s = summary(out)
     md = (out / "report.md").read_text()
     assert headline["data"] == "mnist-padded-32" == s["setup"]["data"] == s["meta"]["data"]
     assert "MNIST padded to 32×32" in md and "NOT the paper's CIFAR-10" in md
@@ -124,7 +121,7 @@ def test_report_says_it_used_padded_mnist(quick):
 
 def test_theorem3_path_is_certified_and_ends_at_the_two_nets(quick):
     out, headline = quick
-    t3 = _summary(out)["theorem3"]
+    t3 = summary(out)["theorem3"]
     v = t3["verdict"]
     assert headline["certified"] is True and v["certified"] is True and v["certificate"]["failures"] == []
     assert headline["n_segments"] == v["n_segments"] == 13 == len(t3["claims"])
@@ -133,7 +130,7 @@ def test_theorem3_path_is_certified_and_ends_at_the_two_nets(quick):
     la, lb = v["endpoint_losses"]["L(θ_A)"], v["endpoint_losses"]["L(θ_B)"]
     assert t3["path_end_losses"] == pytest.approx([la, lb], rel=1e-5)
     assert headline["theorem3_end_losses"] == pytest.approx([la, lb], rel=1e-5)
-    setup = _summary(out)["setup"]["accuracy"]
+    setup = summary(out)["setup"]["accuracy"]
     assert [setup["A"]["train_loss"], setup["B"]["train_loss"]] == pytest.approx([la, lb], rel=1e-5)
     # the chosen Algorithm 1 draw is the one the path used
     theta1 = v["extra"]["theta1_losses"]
@@ -151,7 +148,7 @@ def test_theorem3_path_is_certified_and_ends_at_the_two_nets(quick):
 
 def test_straight_line_peaks_above_its_ends(quick):
     out, headline = quick
-    t3 = _summary(out)["theorem3"]
+    t3 = summary(out)["theorem3"]
     line = t3["line"]
     ends = t3["line_end_losses"]
     assert ends == pytest.approx(t3["path_end_losses"], rel=1e-5)  # same end points as the path
@@ -164,7 +161,7 @@ def test_straight_line_peaks_above_its_ends(quick):
 
 def test_cushion_quantities_are_finite_and_in_range(quick):
     out, headline = quick
-    s = _summary(out)
+    s = summary(out)
     res = s["noise_stability"]["net A"]
     d = res["depth"]
     assert d == 5 and res["n"] == fig3.QUICK.cushion_samples and res["draws"] == fig3.QUICK.cushion_draws
