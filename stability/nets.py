@@ -41,7 +41,7 @@ Pool = Literal["max", "avg"] | None
 LayerKind = Literal["dense", "conv", "flatten", "gap"]
 
 __all__ = [
-    "Arch", "Net", "mlp", "conv", "apply", "forward", "layer_forward", "pool2", "init_like",
+    "Arch", "Net", "mlp", "conv", "apply", "forward", "layer_forward", "pool2", "init_like", "keras_init",
     "UnitAxes", "unit_spec", "num_units", "widths", "depth",
     "get_row", "set_row", "get_col", "set_col", "get_rows", "set_rows", "get_cols", "set_cols",
     "zero_unit", "copy_unit", "permute_units", "zero_units", "dead_units",
@@ -241,6 +241,30 @@ def conv(
         n_conv=len(channels), kernel=int(kernel), pool=pools, head=head, bias=bias,
     )
     return init(key, arch, dtype)
+
+
+def keras_init(seed: int, arch: Arch, dtype=np.float32) -> Net:
+    """Keras' default initialisation, which the paper's (Keras) code used: Glorot-uniform kernels
+    (``limit = √(6/(fan_in + fan_out))``, receptive field counted for convs) and zero biases.
+
+    Drawn with a NumPy generator seeded with ``seed`` (deterministic, and no per-shape compilation of
+    eager JAX random ops)."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for kind, shape in zip(arch.kinds, arch.weight_shapes()):
+        if kind == "conv":
+            rf = int(np.prod(shape[2:]))
+            fan_in, fan_out = shape[1] * rf, shape[0] * rf
+        elif kind == "flatten":
+            fan_in, fan_out = int(np.prod(shape[1:])), shape[0]
+        else:
+            fan_in, fan_out = shape[1], shape[0]
+        lim = math.sqrt(6.0 / (fan_in + fan_out))
+        layer = {"w": jnp.asarray(rng.uniform(-lim, lim, size=shape).astype(dtype))}
+        if arch.bias:
+            layer["b"] = jnp.zeros((shape[0],), dtype)
+        layers.append(layer)
+    return Net(arch, tuple(layers))
 
 
 def init_like(key: Array, net: Net) -> Net:

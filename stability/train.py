@@ -25,7 +25,7 @@ from .losses import Loss, accuracy, get_loss, l2_penalty
 
 Array = jax.Array
 
-__all__ = ["TrainConfig", "fit", "MinibatchOrder", "make_optimizer", "make_schedule", "dropout_scales", "save", "load",
+__all__ = ["TrainConfig", "fit", "MinibatchOrder", "make_optimizer", "make_schedule", "KerasDecay", "dropout_scales", "save", "load",
            "CheckpointError"]
 
 
@@ -65,6 +65,18 @@ def make_schedule(cfg: TrainConfig) -> optax.Schedule:
     if cfg.schedule == "step":
         return optax.piecewise_constant_schedule(cfg.lr, {cfg.steps // 2: 0.1, (3 * cfg.steps) // 4: 0.1})
     raise ValueError(f"unknown schedule {cfg.schedule!r}; known: constant, cosine, linear, step")
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasDecay:
+    """Keras SGD's time-based decay ``lr / (1 + decay·t)`` (Appendix D.1: decay 10⁻⁶). A frozen dataclass,
+    so equal schedules hash equal and :func:`stability.train.fit` reuses its compiled program across nets."""
+
+    lr: float
+    decay: float
+
+    def __call__(self, count: jax.Array) -> jax.Array:
+        return self.lr / (1.0 + self.decay * count)
 
 
 def make_optimizer(cfg: TrainConfig, schedule: optax.Schedule | None = None) -> optax.GradientTransformation:

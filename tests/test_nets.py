@@ -191,3 +191,15 @@ def test_lerp_is_exact_at_ends():
     b = nets.mlp(jax.random.PRNGKey(1), (4, 3, 2))
     assert leaves_equal(nets.lerp(a, b, jnp.float32(0.0)), a)
     assert leaves_equal(nets.lerp(a, b, jnp.float32(1.0)), b)
+
+
+def test_keras_init_is_glorot_uniform_with_zero_biases():
+    arch = nets.Arch(in_shape=(6, 6, 2), widths=(4, 3, 5), n_conv=2)
+    a, b = nets.keras_init(0, arch), nets.keras_init(0, arch)
+    for (kind, shape), la, lb in zip(zip(arch.kinds, arch.weight_shapes()), a.layers, b.layers):
+        rf = int(np.prod(shape[2:])) if kind == "conv" else 1
+        fan_in = shape[1] * rf if kind == "conv" else int(np.prod(shape[1:]))
+        fan_out = shape[0] * rf
+        w = np.asarray(la["w"])
+        assert w.shape == shape and np.abs(w).max() <= np.sqrt(6.0 / (fan_in + fan_out))
+        assert not np.asarray(la["b"]).any() and np.array_equal(w, np.asarray(lb["w"]))  # seeded

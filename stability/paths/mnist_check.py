@@ -29,7 +29,7 @@ import numpy as np
 from .. import nets
 from ..dropout import best_of_n, greedy_search
 from ..report import machine_description
-from ..train import TrainConfig, fit
+from ..train import KerasDecay, TrainConfig, fit
 from .plots import plot_path
 
 
@@ -48,7 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     from proofs_check.theorems import check_theorem1
 
     from .. import data
-    from ..reproduce.kuditipudi_fig2 import KerasDecay, keras_init
 
     t_all = time.perf_counter()
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     trained = []
     for s in (args.seed, args.seed + 1):
         # the paper's Keras defaults (Glorot-uniform init, lr decay 1e-6): He init diverges at lr 0.1 on this net
-        net = keras_init(s, nets.conv(jax.random.PRNGKey(s), ds.input_shape, (args.channels,) * 3, 10).arch)
+        net = nets.keras_init(s, nets.Arch(in_shape=ds.input_shape, widths=(args.channels,) * 3 + (10,), n_conv=3))
         net, _ = fit(net, ds.x_train, ds.y_train, dataclasses.replace(cfg, seed=s), log=log,
                      schedule=KerasDecay(0.1, 1e-6))
         trained.append(net)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +39,8 @@ from .. import data, nets  # noqa: E402
 from ..dropout import KeptSets, column_scales, dropout_stability, fixed_count, scaled_point, theta_i  # noqa: E402
 from ..evaluate import EvalResult, evaluate, evaluate_line, evaluate_nets  # noqa: E402
 from ..paths.plots import plot_path  # noqa: E402
-from ..train import TrainConfig, fit  # noqa: E402
+from ..nets import keras_init  # noqa: E402
+from ..train import KerasDecay, TrainConfig, fit  # noqa: E402
 from .common import ReproContext, comparison_table, fmt, register  # noqa: E402
 
 __all__ = ["Scale", "FULL", "QUICK", "PAPER_LEFT_LOSS", "PAPER_LEFT_ACC", "PAPER_CENTRE_LOSS", "PAPER_CENTRE_ACC",
@@ -122,42 +123,6 @@ def _arch(in_shape: Sequence[int], width: int, classes: int = 10) -> nets.Arch:
     """Appendix D.1's architecture with ``width`` filters per conv layer (paper: 32)."""
     return nets.Arch(in_shape=tuple(int(v) for v in in_shape), widths=(width, width, width, classes), n_conv=3,
                      kernel=3)
-
-
-def keras_init(seed: int, arch: nets.Arch, dtype=np.float32) -> nets.Net:
-    """Keras' default initialisation, which the paper's (Keras) code used: Glorot-uniform kernels
-    (``limit = √(6/(fan_in + fan_out))``, receptive field counted for convs) and zero biases.
-
-    Drawn with a NumPy generator seeded with ``seed`` (deterministic, and no per-shape compilation of
-    eager JAX random ops)."""
-    rng = np.random.default_rng(seed)
-    layers = []
-    for kind, shape in zip(arch.kinds, arch.weight_shapes()):
-        if kind == "conv":
-            rf = int(np.prod(shape[2:]))
-            fan_in, fan_out = shape[1] * rf, shape[0] * rf
-        elif kind == "flatten":
-            fan_in, fan_out = int(np.prod(shape[1:])), shape[0]
-        else:
-            fan_in, fan_out = shape[1], shape[0]
-        lim = math.sqrt(6.0 / (fan_in + fan_out))
-        layer = {"w": jnp.asarray(rng.uniform(-lim, lim, size=shape).astype(dtype))}
-        if arch.bias:
-            layer["b"] = jnp.zeros((shape[0],), dtype)
-        layers.append(layer)
-    return nets.Net(arch, tuple(layers))
-
-
-@dataclasses.dataclass(frozen=True)
-class KerasDecay:
-    """Keras SGD's time-based decay ``lr / (1 + decay·t)`` (Appendix D.1: decay 10⁻⁶). A frozen dataclass,
-    so equal schedules hash equal and :func:`stability.train.fit` reuses its compiled program across nets."""
-
-    lr: float
-    decay: float
-
-    def __call__(self, count: jax.Array) -> jax.Array:
-        return self.lr / (1.0 + self.decay * count)
 
 
 def _train(ctx: ReproContext, s: Scale, ds: data.Dataset, width: int, seed: int,
