@@ -30,7 +30,7 @@ PointFn = Callable[[Any, Array], Any]
 ApplyFn = Callable[[Any, Array], Array]
 
 __all__ = ["EvalResult", "evaluate", "evaluate_nets", "evaluate_line", "line_point", "stack_point",
-           "choose_sizes", "DEFAULT_MEMORY_BUDGET"]
+           "choose_sizes", "padded_batches", "DEFAULT_MEMORY_BUDGET"]
 
 DEFAULT_MEMORY_BUDGET = 512 * 2**20
 """Bytes of activations + materialised points one chunk may use (override per call)."""
@@ -141,7 +141,9 @@ def _eval_chunk_host(point_fn: PointFn, apply_fn: ApplyFn, loss: Loss, classify:
     return jnp.stack(ls), jnp.stack(acs)
 
 
-def _batched(x: Array, y: Array, batch_size: int) -> tuple[Array, Array, Array]:
+def padded_batches(x: Array, y: Array, batch_size: int) -> tuple[Array, Array, Array]:
+    """``(xb, yb, mask)``: ``x`` and ``y`` cut into ``(n_batches, batch_size, …)``, the last batch zero-padded
+    and its padding marked 0 in ``mask``."""
     n = x.shape[0]
     nb = -(-n // batch_size)
     pad = nb * batch_size - n
@@ -185,7 +187,7 @@ def evaluate(
     sample = point_fn(theta, jnp.asarray(ts_np[0], jax.tree_util.tree_leaves(theta)[0].dtype))
     batch_size, chunk = choose_sizes(sample, apply_fn, x, ts_np.size, batch_size=batch_size, chunk=chunk,
                                      memory_budget=memory_budget)
-    xb, yb, mb = _batched(x, y, batch_size)
+    xb, yb, mb = padded_batches(x, y, batch_size)
     dtype = jax.tree_util.tree_leaves(sample)[0].dtype
     mb = mb.astype(dtype)
     losses, accs = [], []

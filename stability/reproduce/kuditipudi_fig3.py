@@ -35,7 +35,7 @@ import optax
 
 from .. import cushions, data, nets, plots
 from ..cushions_cli import PAPER_VGG11, write_cushions_section
-from ..evaluate import evaluate_nets
+from ..evaluate import evaluate_nets, padded_batches
 from ..paths.plots import plot_path
 from ..paths.theorems import lemma3
 from ..train import TrainConfig, dropout_scales, fit
@@ -212,18 +212,9 @@ def _dropout_accuracy(net: nets.Net, x: np.ndarray, y: np.ndarray, rates: tuple[
     """Accuracy with dropout ON (as during training; the paper's "with channel-wise dropout activated"),
     in fixed-size jitted batches (the last one padded and masked)."""
     n = x.shape[0]
-    batch = min(batch, n)
-    correct = 0.0
-    for k, start in enumerate(range(0, n, batch)):
-        xb, yb = x[start:start + batch], y[start:start + batch]
-        m = xb.shape[0]
-        mask = np.ones(batch, np.float32)
-        if m < batch:
-            mask[m:] = 0.0
-            xb = np.concatenate([xb, np.repeat(xb[:1], batch - m, axis=0)])
-            yb = np.concatenate([yb, np.repeat(yb[:1], batch - m)])
-        correct += float(_dropout_correct(rates, net, jnp.asarray(xb), jnp.asarray(yb), jnp.asarray(mask),
-                                          jax.random.fold_in(key, k)))
+    xb, yb, mb = padded_batches(jnp.asarray(x), jnp.asarray(y), min(batch, n))
+    correct = sum(float(_dropout_correct(rates, net, xb[k], yb[k], mb[k], jax.random.fold_in(key, k)))
+                  for k in range(xb.shape[0]))
     return correct / n
 
 
