@@ -368,3 +368,12 @@ def train_curve(
         ends, bends = trainable
         out = dataclasses.replace(curve, ends=tuple(ends), bends=bends)
     return out, hist
+
+
+def as_polycurve(curve: Curve) -> "PolyCurve":
+    """The curve's declarative algebra (:class:`stability.polycurve.PolyCurve`): one Bezier piece of
+    degree ``n + 1``, or ``n + 1`` straight pieces of the polygonal chain, over the control points."""
+    from .polycurve import PolyCurve
+
+    pts = jax.tree_util.tree_map(np.asarray, control_points(curve))
+    return PolyCurve.bezier(pts) if curve.kind == "bezier" else PolyCurve.chain(pts)

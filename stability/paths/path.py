@@ -199,6 +199,13 @@ class Path:
             self._stacked = _nets.stack(self.waypoints())
         return self._stacked
 
+    def poly(self) -> "PolyCurve":
+        """The path's algebra (:class:`stability.polycurve.PolyCurve`): the chain through its way points,
+        segment ``k`` on ``[k/n, (k+1)/n]``."""
+        from ..polycurve import PolyCurve
+
+        return PolyCurve.chain(jax.tree_util.tree_map(np.asarray, self.stacked()))
+
     def locate(self, t: float) -> tuple[int, float]:
         """Global ``t ∈ [0, 1]`` → ``(segment index, local time)``."""
         if not 0.0 <= float(t) <= 1.0:
