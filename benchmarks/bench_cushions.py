@@ -1,4 +1,4 @@
-"""Benchmark: every noise-stability quantity (SPEC §6) for a conv net, ours vs materialised Jacobians.
+"""Benchmark: every noise-stability quantity (docs/THEORY.md §6) for a conv net, ours vs materialised Jacobians.
 
 Ours: ``stability.cushions.measure`` — LOBPCG (or ``--method power``) on ``JᵀJ`` with jvp/vjp for
 all layer pairs at once, vmapped over samples, jitted per chunk. Baseline, in the same process and on the same

@@ -1,16 +1,19 @@
-"""Machine-checked statements about constructed paths (SPEC §5).
+"""Machine-checked statements about constructed paths (docs/THEORY.md §5, §10, §11).
 
-``certify(path)`` proves every segment's claim exactly from its end points; the ``check_*``
-functions are executable theorem statements: build the path, certify it, evaluate loss and
-accuracy on a dense grid of every segment, and compare with the theorem's bound.
+``certify(path)`` gives every segment a status — proved (its exact claim holds, from its end points alone),
+measured (no exact claim: its loss can only be evaluated) or refuted — and checks that the path connects the
+nets it claims to. The ``check_*`` functions are executable theorem statements: build the path, certify it,
+evaluate it, and decide a verdict — holds, fails, or does not apply (a premise fails, named).
 """
 
-from .certificates import Certificate, Fault, SegmentVerdict, certify, certify_segment, dead_closure
-from .theorems import (TheoremVerdict, check_lemma1, check_lemma2, check_path, check_theorem1, check_theorem2,
-                       check_theorem3)
+from .certificates import Certificate, Fault, SegmentVerdict, Status, certify, certify_segment, dead_closure
+from .noise_bound import Lemma3Bound, Premise, lemma3_bound
+from .theorems import (TheoremVerdict, Verdict, check_lemma1, check_lemma2, check_path, check_theorem1,
+                       check_theorem1_path, check_theorem2, check_theorem2_path, check_theorem3, check_theorem3_path)
 
 __all__ = [
-    "certify", "certify_segment", "dead_closure", "Certificate", "SegmentVerdict", "Fault",
-    "TheoremVerdict", "check_path", "check_lemma1", "check_lemma2", "check_theorem1", "check_theorem2",
-    "check_theorem3",
+    "certify", "certify_segment", "dead_closure", "Certificate", "SegmentVerdict", "Status", "Fault",
+    "TheoremVerdict", "Verdict", "Premise", "Lemma3Bound", "lemma3_bound", "check_path", "check_lemma1",
+    "check_lemma2", "check_theorem1", "check_theorem1_path", "check_theorem2", "check_theorem2_path",
+    "check_theorem3", "check_theorem3_path",
 ]

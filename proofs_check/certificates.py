@@ -1,4 +1,4 @@
-"""Exact per-segment certificates for constructed paths (SPEC §5).
+"""Exact per-segment certificates for constructed paths (docs/THEORY.md §5).
 
 Every segment of a :class:`stability.paths.Path` carries a claim. :func:`certify` verifies each
 claim from the segment's two end points alone, exactly (float equality, no sampling):
@@ -17,8 +17,15 @@ claim from the segment's two end points alone, exactly (float equality, no sampl
   the same at both ends, it is constant on the segment and ``f_t(x) = f_0(x)`` for every ``x``
   and every ``t``. This also recognises Lemma 1 step 4 (a top-layer move between two identical
   halves).
-* ``dropout_interpolation`` / ``free``: no exact claim (``unchecked``); only the numerical checks
-  of :mod:`proofs_check.theorems` apply.
+* ``dropout_interpolation`` / ``free``: no exact claim exists, so nothing is proved: the segment is
+  **measured** (its loss is evaluated by :mod:`proofs_check.theorems`, never taken as proved).
+
+Every segment ends up **proved** (its exact claim holds), **measured** (no exact claim, or a claim whose
+premise does not hold, e.g. a top-layer claim under a loss that is not convex in the output) or
+**refuted** (its claim fails). The path as a whole is also refuted when consecutive segments do not meet
+bitwise or when it does not start and end exactly at the two nets its builder claims it connects
+(``Path.connects``). :attr:`Certificate.ok` is true only when every segment is proved and nothing is
+refuted; :attr:`Certificate.no_refuted` says that nothing is refuted.
 
 A failure names the segment, its paper step and the offending parameter (layer, row, column).
 """
@@ -26,7 +33,7 @@ A failure names the segment, its paper step and the offending parameter (layer, 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -34,8 +41,8 @@ from stability import nets as _nets
 from stability.losses import Loss, cross_entropy, get_loss
 from stability.paths.path import CLAIM_KINDS, Path
 
-__all__ = ["Fault", "SegmentVerdict", "Certificate", "certify", "certify_segment", "dead_closure",
-           "quotient_classes"]
+__all__ = ["Fault", "SegmentVerdict", "Certificate", "Status", "STATUSES", "certify", "certify_segment",
+           "dead_closure", "quotient_classes"]
 
 _Params = list[tuple[np.ndarray, np.ndarray | None]]
 
@@ -95,25 +102,32 @@ class Fault:
                 "others": [list(o) for o in self.others], "related": [r.to_dict() for r in self.related]}
 
 
+Status = Literal["proved", "measured", "refuted"]
+STATUSES: tuple[Status, ...] = ("proved", "measured", "refuted")
+
+_MEASURED_WHAT = {"dropout_interpolation": "Algorithm 1 (Lemma 3) segment", "free": "segment with no claim",
+                  "top_layer": "top-layer segment whose claim does not apply"}
+
+
 @dataclasses.dataclass(frozen=True)
 class SegmentVerdict:
-    """``status``: ``certified`` (claim proved), ``failed``, ``refused`` (claim not applicable,
-    e.g. a top-layer claim under a non-convex loss) or ``unchecked`` (no exact claim)."""
+    """``status``: ``proved`` (the exact claim holds), ``measured`` (no exact claim applies: the segment's loss
+    can only be evaluated) or ``refuted`` (the claim fails; ``fault`` names the parameter)."""
 
     index: int
     label: str
     claim: str
-    status: str
+    status: Status
     reason: str
     fault: Fault | None = None
 
     @property
-    def ok(self) -> bool:
-        return self.status in ("certified", "unchecked")
+    def proved(self) -> bool:
+        return self.status == "proved"
 
     def __str__(self) -> str:
         s = f"segment {self.index} ({self.label}) [{self.claim}]: {self.status}"
-        if self.status != "certified":
+        if self.status != "proved":
             s += f" — {self.reason}"
         if self.fault is not None:
             s += f"; offending parameter {self.fault}"
@@ -126,39 +140,73 @@ class SegmentVerdict:
 
 @dataclasses.dataclass(frozen=True)
 class Certificate:
-    """Per-segment verdicts of :func:`certify` plus the junction (continuity) checks."""
+    """Per-segment verdicts of :func:`certify`, the junction checks and the end-point checks.
+
+    ``junctions``: consecutive segments that do not meet bitwise; ``endpoints``: where the path does not
+    start or end exactly at the nets its builder claims it connects (``endpoints_stated`` is false when the
+    path states no such nets: then there was nothing to check, and the summary says so)."""
 
     verdicts: tuple[SegmentVerdict, ...]
     junctions: tuple[str, ...]
     loss: str
+    endpoints: tuple[str, ...] = ()
+    endpoints_stated: bool = False
+
+    @property
+    def no_refuted(self) -> bool:
+        """No segment refuted, every junction meets and the path connects the nets it claims to."""
+        return all(v.status != "refuted" for v in self.verdicts) and not self.junctions and not self.endpoints
 
     @property
     def ok(self) -> bool:
-        """Every exact claim is proved and the segments meet exactly."""
-        return all(v.ok for v in self.verdicts) and not self.junctions
+        """Every segment PROVED exactly and nothing refuted (a measured segment makes this false)."""
+        return self.no_refuted and all(v.proved for v in self.verdicts)
 
-    def failures(self) -> list[SegmentVerdict]:
-        return [v for v in self.verdicts if not v.ok]
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
+    def counts(self) -> dict[Status, int]:
+        out: dict[Status, int] = {k: 0 for k in STATUSES}
         for v in self.verdicts:
-            out[v.status] = out.get(v.status, 0) + 1
+            out[v.status] += 1
         return out
 
-    def summary(self) -> str:
+    def failures(self) -> list[SegmentVerdict]:
+        """The refuted segments."""
+        return [v for v in self.verdicts if v.status == "refuted"]
+
+    def measured(self) -> list[SegmentVerdict]:
+        return [v for v in self.verdicts if v.status == "measured"]
+
+    def headline(self) -> str:
+        """One line, e.g. ``11 of 13 segments proved exactly; 2 measured (2 Algorithm 1 (Lemma 3) segments);
+        0 refuted``."""
         c = self.counts()
-        head = (f"{len(self.verdicts)} segments: " + ", ".join(f"{n} {k}" for k, n in sorted(c.items()))
-                + ("" if not self.junctions else f"; {len(self.junctions)} broken junction(s)"))
-        bad = [str(v) for v in self.failures()] + list(self.junctions)
-        return head + ("" if not bad else "\n" + "\n".join(bad))
+        n = len(self.verdicts)
+        kinds: dict[str, int] = {}
+        for v in self.measured():
+            what = _MEASURED_WHAT.get(v.claim, f"{v.claim} segment")
+            kinds[what] = kinds.get(what, 0) + 1
+        what = ", ".join(f"{k_} {w}{'s' if k_ > 1 else ''}" for w, k_ in kinds.items())
+        s = f"{c['proved']} of {n} segments proved exactly; {c['measured']} measured"
+        s += f" ({what})" if what else ""
+        s += f"; {c['refuted']} refuted"
+        if self.junctions:
+            s += f"; {len(self.junctions)} broken junction(s)"
+        if self.endpoints:
+            s += "; the path does not connect the nets it claims to"
+        elif not self.endpoints_stated:
+            s += "; end points not stated (not checked)"
+        return s
+
+    def summary(self) -> str:
+        bad = [str(v) for v in self.failures()] + list(self.junctions) + list(self.endpoints)
+        return self.headline() + ("" if not bad else "\n" + "\n".join(bad))
 
     def __str__(self) -> str:
         return self.summary()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "counts": self.counts(), "loss": self.loss, "junctions": list(self.junctions),
-                "verdicts": [v.to_dict() for v in self.verdicts]}
+        return {"ok": self.ok, "no_refuted": self.no_refuted, "counts": self.counts(), "headline": self.headline(),
+                "loss": self.loss, "junctions": list(self.junctions), "endpoints": list(self.endpoints),
+                "endpoints_stated": self.endpoints_stated, "verdicts": [v.to_dict() for v in self.verdicts]}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -375,7 +423,7 @@ def _check_exact(p0: _Params, p1: _Params, layers) -> Fault | None:
 
 
 def certify_segment(start: _nets.Net | _Params, end: _nets.Net | _Params, claim: str,
-                    loss: Loss | str = cross_entropy) -> tuple[str, str, Fault | None]:
+                    loss: Loss | str = cross_entropy) -> tuple[Status, str, Fault | None]:
     """``(status, reason, fault)`` for one segment's claim, from its end points alone."""
     if claim not in CLAIM_KINDS:
         raise ValueError(f"unknown claim kind {claim!r}")
@@ -384,29 +432,41 @@ def certify_segment(start: _nets.Net | _Params, end: _nets.Net | _Params, claim:
     if claim == "top_layer":
         loss = get_loss(loss)
         if not loss.convex_in_output:
-            return ("refused", f"a top-layer claim needs a loss convex in the network output; "
-                    f"{loss.name!r} does not declare convex_in_output", None)
+            return ("measured", f"the top-layer claim does not apply: it needs a loss convex in the network output "
+                    f"(docs/THEORY.md §0) and {loss.name!r} does not declare convex_in_output; the loss is only measured", None)
         fault = _check_exact(p0, p1, range(len(p0) - 1))
         if fault is not None:
-            return "failed", "a parameter below the top layer changes", fault
-        return "certified", "only A_d, b_d move: loss ≤ max of the end losses (convex in the output)", None
+            return "refuted", "a parameter below the top layer changes", fault
+        return "proved", "only A_d, b_d move: loss ≤ max of the end losses (convex in the output)", None
     if claim in ("function_preserving", "copy_shift"):
         for l, (pa, pb) in enumerate(zip(p0, p1)):
             for name, a, b in (("w", pa[0], pb[0]), ("b", pa[1], pb[1])):
                 if a is not None and not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
                     bad = a if not np.all(np.isfinite(a)) else b
                     idx = tuple(int(v) for v in np.argwhere(~np.isfinite(bad))[0])
-                    return "failed", "a parameter is not finite", _fault(p0, p1, l, name, idx, "not finite")
+                    return "refuted", "a parameter is not finite", _fault(p0, p1, l, name, idx, "not finite")
         fault, info = _check_quotient(p0, p1)
         if fault is not None:
-            return "failed", "the quotient net differs between the end points", fault
-        return "certified", f"quotient net identical at both ends: f unchanged for every x, t ({info})", None
-    return "unchecked", "no exact claim (numerical check only)", None
+            return "refuted", "the quotient net differs between the end points", fault
+        return "proved", f"quotient net identical at both ends: f unchanged for every x, t ({info})", None
+    return "measured", "no exact claim exists for this segment: its loss is measured, not proved", None
+
+
+def _first_mismatch(pa: _Params, pb: _Params) -> Fault | None:
+    for l, ((wa, ba), (wb, bb)) in enumerate(zip(pa, pb)):
+        if not np.array_equal(wa, wb):
+            return _fault(pa, pb, l, "w", _first_diff(wa, wb), "")
+        if (ba is None) != (bb is None):
+            return Fault(l, "b", (0,), float("nan"), float("nan"), "one net has a bias, the other not")
+        if ba is not None and not np.array_equal(ba, bb):
+            return _fault(pa, pb, l, "b", _first_diff(ba, bb), "")
+    return None
 
 
 def certify(path: Path, loss: Loss | str = cross_entropy) -> Certificate:
-    """Verify every segment's claim exactly from its end points; also check that consecutive
-    segments meet exactly. Returns a :class:`Certificate` with one verdict per segment."""
+    """Verify every segment's claim exactly from its end points (proved / measured / refuted), that
+    consecutive segments meet bitwise, and that the path starts and ends exactly at the nets it claims to
+    connect (``path.connects``). Returns a :class:`Certificate` with one verdict per segment."""
     loss = get_loss(loss)
     cache: dict[int, _Params] = {}
 
@@ -424,16 +484,20 @@ def certify(path: Path, loss: Loss | str = cross_entropy) -> Certificate:
         a, b = path.segments[k - 1].end, path.segments[k].start
         if a is b:
             continue
-        pa, pb = params(a), params(b)
-        for l, ((wa, ba), (wb, bb)) in enumerate(zip(pa, pb)):
-            bad = None
-            if not np.array_equal(wa, wb):
-                bad = _fault(pa, pb, l, "w", _first_diff(wa, wb), "")
-            elif ba is not None and not np.array_equal(ba, bb):
-                bad = _fault(pa, pb, l, "b", _first_diff(ba, bb), "")
+        bad = _first_mismatch(params(a), params(b))
+        if bad is not None:
+            junctions.append(f"segments {k - 1} and {k} do not meet: {bad.name} is {bad.start!r} at the end of "
+                             f"{path.segments[k - 1].label!r} but {bad.end!r} at the start of "
+                             f"{path.segments[k].label!r}")
+    endpoints = []
+    connects = getattr(path, "connects", None)
+    if connects is not None:
+        for which, net, claimed in (("start", path.start, connects[0]), ("end", path.end, connects[1])):
+            if net.arch != claimed.arch:
+                endpoints.append(f"the path's {which} has architecture {net.arch}, the claimed net {claimed.arch}")
+                continue
+            bad = _first_mismatch(params(net), params(claimed))
             if bad is not None:
-                junctions.append(f"segments {k - 1} and {k} do not meet: {bad.name} is {bad.start!r} at the end of "
-                                 f"{path.segments[k - 1].label!r} but {bad.end!r} at the start of "
-                                 f"{path.segments[k].label!r}")
-                break
-    return Certificate(tuple(verdicts), tuple(junctions), loss.name)
+                endpoints.append(f"the path does not {which} at the net it claims to connect: {bad.name} is "
+                                 f"{bad.start!r} on the path but {bad.end!r} in the claimed {which} net")
+    return Certificate(tuple(verdicts), tuple(junctions), loss.name, tuple(endpoints), connects is not None)

@@ -1,4 +1,4 @@
-"""Exact checks for Theorem 4's counterexample (Kuditipudi et al. 2019, Appendix C; SPEC §7).
+"""Exact checks for Theorem 4's counterexample (Kuditipudi et al. 2019, Appendix C; docs/THEORY.md §7).
 
 Everything here is integer arithmetic on the dataset of :func:`stability.counterexample.dataset`
 (plus one zero-tolerance evaluation through the library's own forward pass), so a passing check

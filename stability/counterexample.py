@@ -1,11 +1,11 @@
 """Theorem 4 of Kuditipudi et al. (2019), Appendix C: disconnected global minima of an
-overparametrised two-layer ReLU net (SPEC §7).
+overparametrised two-layer ReLU net (docs/THEORY.md §7).
 
 The student is ``f(x) = wᵀφ(Ax)`` with ``A ∈ R^{h×(h+2)}`` and no biases
 (``nets.Arch(in_shape=(h+2,), widths=(h, 1), bias=False)``; ``A = net.layers[0]["w"]``,
 ``wᵀ = net.layers[1]["w"]``). :func:`dataset` builds the appendix's ``X ∈ R^{n×(h+2)}`` (rows =
 samples, columns = features ``f_1 … f_{h+2}``) and ``y`` with the row offsets of its Figure 4 (the
-appendix's case formulas have typos; SPEC §7 states the corrected rows). Two global minima
+appendix's case formulas have typos; docs/THEORY.md §7 states the corrected rows). Two global minima
 (zero squared-error loss): the 2-unit **teacher** reading ``f_1, f_2`` with output weights
 ``(1, −1)`` (plus ``h−2`` zero units), and the h-unit **student** reading ``f_3 … f_{h+2}`` with
 output weights all 1, because ``φ(f_1) − φ(f_2) = Σ_{j≥3} φ(f_j) = y``.
@@ -92,7 +92,7 @@ def dataset(h: int, k: int | None = None, l: int | None = None, m: int | None = 
             *, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
     """The appendix's ``(X, y)``: ``X`` of shape ``(n, h+2)`` (rows = samples), ``y`` of shape ``(n,)``.
 
-    With 1-based row ``i`` and column ``j`` (SPEC §7, offsets as in the appendix's Figure 4):
+    With 1-based row ``i`` and column ``j`` (docs/THEORY.md §7, offsets as in the appendix's Figure 4):
 
     * ``i ≤ l``: ``f_1 = i``, ``f_2 = i−1``; for ``j ≥ 3`` ``x_ij = 1`` if ``i ≡ j−2 (mod h)``, else ``−1``
       (``i ≤ k``) or ``0`` (``k < i ≤ l``);

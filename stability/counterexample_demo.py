@@ -1,4 +1,4 @@
-"""Demo-report section for Theorem 4 (Kuditipudi et al. 2019, Appendix C; SPEC §7).
+"""Demo-report section for Theorem 4 (Kuditipudi et al. 2019, Appendix C; docs/THEORY.md §7).
 
 ``add_counterexample_section(report, ctx)`` writes the exact checks (:mod:`proofs_check.counterexample`),
 the dataset figure (the appendix's Figure 4) and the barrier study of
@@ -36,7 +36,7 @@ def add_counterexample_section(report: Any, ctx: Any, *, hs: Sequence[int] | Non
     sec.text(
         "Appendix C's two-layer student `f(x) = wᵀφ(Ax)`, A ∈ R^{h×(h+2)}, no biases, squared error, on the "
         "dataset with k < l < m < n, k > h, l−k > h, m−l > 2, n−m > h (smallest: n = 3h+6; row offsets as in "
-        "the appendix's Figure 4, see SPEC §7). Two global minima: the 2-unit teacher (reads f1, f2, output "
+        "the appendix's Figure 4, see docs/THEORY.md §7). Two global minima: the 2-unit teacher (reads f1, f2, output "
         "weights (1, −1), h−2 zero units) and the h-unit student (A = [0 | I_h], output weights 1), because "
         "φ(f1) − φ(f2) = Σ_{j≥3} φ(fj) = y."
     )

@@ -1,4 +1,4 @@
-"""Learned curves between two weight points (Garipov et al. 2018, §3; SPEC §8).
+"""Learned curves between two weight points (Garipov et al. 2018, §3; docs/THEORY.md §8).
 
 A :class:`Curve` is a pytree over ANY pytree of weights (a :class:`stability.nets.Net`, a flax
 ``params`` dict, a tuple of arrays …): its two fixed end points ``ends = (ŵ_1, ŵ_2)`` and its
@@ -146,7 +146,7 @@ def _bernstein(t: Array, degree: int) -> Array:
 
 
 def point(curve: Curve, t: Array | float) -> Any:
-    """``φ(t)`` for a scalar ``t ∈ [0, 1]`` (SPEC §8 formulas); exact end points at t = 0 and t = 1.
+    """``φ(t)`` for a scalar ``t ∈ [0, 1]`` (docs/THEORY.md §8 formulas); exact end points at t = 0 and t = 1.
 
     Computed leaf by leaf from the end points and the bends without stacking the control points
     (no copy of the nets per step: this is on curve training's hot path)."""

@@ -1,4 +1,4 @@
-"""Noise stability of a ReLU net (Kuditipudi et al. 2019, Definitions 2–4; SPEC §6).
+"""Noise stability of a ReLU net (Kuditipudi et al. 2019, Definitions 2–4; docs/THEORY.md §6).
 
 For a sample set ``S`` and a net with pre-activations ``x^1 … x^d`` (``x^d = f(x)``) this
 module measures, **per sample** and per layer (or layer pair):
@@ -69,7 +69,8 @@ Array = jax.Array
 
 __all__ = [
     "Cushions", "measure", "load", "sample_masks", "operator_fro_norm", "column_norms", "column_ratio",
-    "interlayer_jvps", "spectral_norms", "DEFAULT_TS", "DEFAULT_MEMORY_BUDGET",
+    "interlayer_jvps", "spectral_norms", "remeasure_smoothness", "UnconvergedWarning", "DEFAULT_TS",
+    "DEFAULT_MEMORY_BUDGET",
 ]
 
 DEFAULT_TS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
@@ -129,7 +130,7 @@ def _fro(net: _nets.Net, i: int) -> Array:
 def operator_fro_norm(net: _nets.Net, i: int) -> Array:
     """``‖A_i‖_F`` of layer ``i`` (1-based) as a linear operator on its whole input: the kernel norm
     weighted by in-bounds positions for a same-padded conv, ``‖w‖/√(HW)`` for global average
-    pooling, ``‖w‖_F`` for dense and flatten layers (SPEC §6)."""
+    pooling, ``‖w‖_F`` for dense and flatten layers (docs/THEORY.md §6)."""
     if not 1 <= i <= net.depth:
         raise IndexError(f"layer index must be in 1..{net.depth}, got {i}")
     return _fro_jit(net, i)
@@ -635,7 +636,8 @@ def _smoothness_part(net: _nets.Net, x: Array, pre: list[Array], jvps, scales: t
 
     ``scales[k−1]`` is ``(K, T, *broadcast)``. Returns ``smoothness`` ``(K, B, d)`` (min over ``t``,
     over ``j > i`` and over both perturbed points ``x̂^i_i(t)``, ``x̂^i_{i−1}(t)``) and
-    ``inf_norm_ratio`` ``(B, d)`` (max over draws and ``t``, the unperturbed ``φ(x^i)`` included)."""
+    ``inf_norm_ratio`` ``(B, d)``: ``√h_i·max_u‖a_u‖/‖a‖`` for ``a = P(φ(x̂^i))``, the input of layer ``i+1``
+    (after its pooling), max over draws and ``t``, the unperturbed point included."""
     arch = net.arch
     d = arch.depth
     B, dt = x.shape[0], x.dtype
@@ -677,7 +679,8 @@ def _smoothness_part(net: _nets.Net, x: Array, pre: list[Array], jvps, scales: t
         rho = rho.at[:, :, i - 1].set(worst.reshape(2, K, T, B).min(axis=(0, 2)))
     cols = []
     for i in range(1, d):
-        a = jax.nn.relu(jnp.concatenate([pre[i - 1][None], pre_hat[i - 1]], axis=0))
+        # the input of layer i + 1 (after pooling): the vector Lemma 5's ∞-norm condition is about
+        a = jax.vmap(functools.partial(_act, arch, i))(jnp.concatenate([pre[i - 1][None], pre_hat[i - 1]], axis=0))
         val = _div(math.sqrt(arch.widths[i - 1]) * _unit_block_max(arch, i, a), _norm(a, 2), 0.0)
         cols.append(jnp.max(val, axis=0))
     cols.append(jnp.full((B,), jnp.nan, dt))
@@ -717,6 +720,14 @@ def _chunk(net: _nets.Net, x: Array, scales: tuple[Array, ...], X: tuple[Array, 
         out["smoothness"] = jnp.full((0, B, d), jnp.nan, dt)
         out["inf_norm_ratio"] = jnp.full((B, d), jnp.nan, dt)
     return out
+
+
+@jax.jit
+def _smooth_chunk(net: _nets.Net, x: Array, scales: tuple[Array, ...]) -> dict[str, Array]:
+    """Only Definition 3's smoothness and the ∞-norm condition for one batch (no spectral norms)."""
+    pre = _nets.forward(net, x)
+    jvps, _ = _linearise(net, pre)
+    return _smoothness_part(net, x, pre, jvps, scales)
 
 
 def spectral_norms(net: _nets.Net, x: Array, key: Array, *, tol: float = 1e-4, max_iter: int = 200,
@@ -801,7 +812,7 @@ class Cushions:
     converged: np.ndarray              # (N, d, d)   reached the tolerance
     contraction: np.ndarray            # (N, d)      ‖x^i‖/‖φ(x^i)‖, NaN at layer d
     smoothness: np.ndarray             # (K, N, d)   ρ per draw, NaN at layer 1, inf at layer d
-    inf_norm_ratio: np.ndarray         # (N, d)      √h_i·max_u‖φ(x̂)_u‖/‖φ(x̂)‖, max over draws and t
+    inf_norm_ratio: np.ndarray         # (N, d)      √h_i·max_u‖a_u‖/‖a‖, a = P(φ(x̂^i)), max over draws and t
     pre_norm: np.ndarray               # (N, d)      ‖x^i‖
     column_ratio: np.ndarray           # (d,)        max_j ‖[A_i]_j‖/(√p‖A_i‖_F), NaN at layer 1
     seconds: float = float("nan")
@@ -883,6 +894,37 @@ class Cushions:
             den = math.sqrt(self.h_min) * float(np.nanmin(mu * mu_to))
         return float(c * d ** 1.5 * fmax / den) if den > 0 else float("inf")
 
+    # ---- convergence of the spectral-norm solver (σ is a lower bound of ‖J‖₂ until it converges)
+
+    def unconverged_fraction(self) -> np.ndarray:
+        """``(d, d)``: per pair ``(i, j)``, ``i < j``, the fraction of samples whose ``‖J^{i,j}‖₂`` did not reach
+        the solver tolerance (NaN on and below the diagonal)."""
+        d = self.depth
+        out = np.full((d, d), np.nan)
+        iu = np.triu_indices(d, 1)
+        if self.n:
+            out[iu] = np.mean(~self.converged[:, iu[0], iu[1]], axis=0)
+        return out
+
+    def epsilon_converged(self) -> bool:
+        """Whether every spectral norm entering ``μ_{i→}`` for ``i ≥ 2`` (hence ``ε``) converged. An unconverged
+        ``σ`` under-estimates ``‖J‖₂``, so ``μ_{i→}`` is over-estimated and ``ε`` under-estimated."""
+        d = self.depth
+        rows = [(i, j) for i in range(1, d) for j in range(i + 1, d)]  # 0-based (i, j): paper 2 ≤ i < j ≤ d
+        return bool(all(self.converged[:, i, j].all() for i, j in rows)) if rows else True
+
+    def convergence_note(self) -> str | None:
+        """``None`` when every spectral norm converged, else one line for reports and verdicts."""
+        frac = self.unconverged_fraction()
+        if not np.any(frac[np.isfinite(frac)] > 0):
+            return None
+        worst = np.nanmax(frac)
+        i, j = np.unravel_index(int(np.nanargmax(frac)), frac.shape)
+        msg = (f"UNCONVERGED: {np.nanmean(np.where(np.isfinite(frac), frac, np.nan)) * 100:.1f}% of the spectral norms "
+               f"(worst pair ({i + 1}, {j + 1}): {worst * 100:.1f}% of samples) did not reach tol = {self.tol:g} in "
+               f"{self.max_iter} iterations; σ is then a lower bound, so μ_(i→) may be over- and ε under-estimated")
+        return msg + ("" if self.epsilon_converged() else "; ε is computed from unconverged entries")
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready numbers: Definition 2–4 scalars, side conditions, per-layer distributions."""
         d = self.depth
@@ -914,8 +956,12 @@ class Cushions:
                 "column_ratio_max": float(np.nanmax(self.column_ratio)) if d > 1 else None,
             },
             "solver": {"method": self.method, "tol": self.tol, "max_iter": self.max_iter,
-                                "converged_fraction": float(np.mean(finite)),
-                                "iterations_median": float(np.median(iters)), "iterations_max": int(np.max(iters))},
+                       "converged_fraction": float(np.mean(finite)),
+                       "unconverged_fraction_per_pair": self.unconverged_fraction().tolist(),
+                       "epsilon_converged": self.epsilon_converged(), "note": self.convergence_note(),
+                       "iterations_median": float(np.median(iters)), "iterations_max": int(np.max(iters))},
+            "epsilon_flag": None if self.epsilon_converged() else "computed from unconverged spectral norms "
+                                                                   "(may be under-estimated)",
             "layer_cushion": per_layer(self.layer_cushion),
             "interlayer_min": per_layer(self.interlayer_min),
             "contraction": per_layer(self.contraction),
@@ -992,7 +1038,7 @@ def measure(net: _nets.Net, x, key: Array, *, p: float = 0.5, draws: int = 5,
             ts: Sequence[float] = DEFAULT_TS, tol: float = 1e-4, max_iter: int = 200,
             method: str = "lobpcg", masks: Sequence[np.ndarray] | None = None, batch_size: int | None = None,
             memory_budget: int = DEFAULT_MEMORY_BUDGET, unroll: int | None = None, log=None) -> Cushions:
-    """Every noise-stability quantity of ``net`` on the samples ``x`` (Definitions 2–4, SPEC §6).
+    """Every noise-stability quantity of ``net`` on the samples ``x`` (Definitions 2–4, docs/THEORY.md §6).
 
     ``p``/``draws``: Algorithm 1 dropout probability and the number of mask draws for the
     interlayer smoothness (``masks`` overrides them: per hidden layer an array ``(draws, h)`` of
@@ -1052,9 +1098,56 @@ def measure(net: _nets.Net, x, key: Array, *, p: float = 0.5, draws: int = 5,
             log(f"  cushions: {min(n, (c + 1) * bs)}/{n} samples ({time.perf_counter() - t0:.1f} s)")
     cat = {k: np.concatenate([p_[k] for p_ in parts], axis=1 if k == "smoothness" else 0) for k in parts[0]}
     dims = _dims(net)
-    return Cushions(
+    out = Cushions(
         p=float(p), ts=ts_np, tol=float(tol), max_iter=int(max_iter), method=method,
         widths=tuple(_nets.widths(net)), dims=dims,
         deltas=tuple(np.asarray(v) for v in deltas), column_ratio=column_ratio(net, p),
         seconds=float(time.perf_counter() - t0), **{k: np.asarray(v) for k, v in cat.items()},
     )
+    note = out.convergence_note()
+    if note is not None:
+        warnings.warn(note, UnconvergedWarning, stacklevel=2)
+        if log is not None:
+            log(f"  cushions: {note}")
+    return out
+
+
+class UnconvergedWarning(RuntimeWarning):
+    """Some spectral norms of :func:`measure` did not reach the solver tolerance (their ``σ`` is a lower bound)."""
+
+
+def remeasure_smoothness(res: Cushions, net: _nets.Net, x, key: Array, p: float, *, draws: int | None = None,
+                         ts: Sequence[float] | None = None, batch_size: int | None = None,
+                         memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Cushions:
+    """``res`` with everything that depends on the dropout probability re-measured at ``p``: fresh Algorithm 1
+    masks (``draws``, default ``res.draws``), Definition 3's ``ρ``, the ∞-norm condition and the column
+    condition. The cushions, spectral norms and ``c`` do not depend on ``p`` and are kept (same samples ``x``)."""
+    x = _check_x(net, x)
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"dropout probability p must be in (0, 1), got {p}")
+    if x.shape[0] != res.n:
+        raise ValueError(f"res was measured on {res.n} samples, x has {x.shape[0]}")
+    ts_np = res.ts if ts is None else np.asarray(ts, np.float64).reshape(-1)
+    k = max(1, res.draws) if draws is None else int(draws)
+    if k < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    if net.depth < 2:
+        return dataclasses.replace(res, p=float(p))
+    deltas = sample_masks(net, key, p, k)
+    scales = _scales(net, deltas, ts_np, x.dtype)
+    n = x.shape[0]
+    bs = int(batch_size) if batch_size else _default_batch(net, n, k * ts_np.size, np.dtype(x.dtype).itemsize,
+                                                            memory_budget)
+    bs = max(1, min(bs, n))
+    sm, inf = [], []
+    for c in range(-(-n // bs)):
+        xc = x[c * bs:(c + 1) * bs]
+        m = xc.shape[0]
+        if m < bs:
+            xc = jnp.concatenate([xc, jnp.repeat(x[:1], bs - m, axis=0)])
+        out = jax.device_get(_smooth_chunk(net, xc, scales))
+        sm.append(np.asarray(out["smoothness"])[:, :m])
+        inf.append(np.asarray(out["inf_norm_ratio"])[:m])
+    return dataclasses.replace(res, p=float(p), ts=ts_np, deltas=tuple(np.asarray(v) for v in deltas),
+                               smoothness=np.concatenate(sm, axis=1), inf_norm_ratio=np.concatenate(inf, axis=0),
+                               column_ratio=column_ratio(net, p))

@@ -1,6 +1,6 @@
 """Dropout stability (Definition 1), Algorithm 1, fixed-count dropout and searches for kept sets.
 
-Kuditipudi et al. 2019, SPEC §1. Everything goes through the hidden-unit view of
+Kuditipudi et al. 2019, docs/THEORY.md §1. Everything goes through the hidden-unit view of
 :mod:`stability.nets`: dropping hidden unit ``u`` of layer ``i`` scales its *column*
 (``A_{i+1}[:, u]``, i.e. axis 1 of ``layers[i]["w"]``), so dense and channel-wise conv
 nets (Remark 1: a unit is a channel) share one implementation.
@@ -37,7 +37,7 @@ __all__ = [
     "KeptSets", "make_kept_sets", "column_scales", "theta_i", "thetas", "Stability", "dropout_stability",
     "evaluate_kept_sets", "algorithm1", "algorithm1_deltas", "kept_sets_from_deltas", "fixed_count",
     "unit_importance", "importance_kept_sets", "SearchResult", "best_of_n", "greedy_search",
-    "column_condition", "scaled_point",
+    "scaled_point",
 ]
 
 
@@ -55,9 +55,19 @@ class KeptSets:
 
     keep: tuple[np.ndarray, ...]
     r: tuple[float, ...]
+    mask_sizes: tuple[int | None, ...] = ()
+    """Per layer, the length of the boolean mask it was given as (``None``: given as indices); checked
+    against the width by :meth:`check`."""
 
     def __post_init__(self) -> None:
-        keep = tuple(np.unique(np.asarray(k, dtype=np.int64).reshape(-1)) for k in self.keep)
+        keep, sizes = [], []
+        for i, k in enumerate(self.keep, start=1):
+            idx, size = _kept_indices(k, i)
+            keep.append(idx)
+            sizes.append(size)
+        keep = tuple(keep)
+        if not self.mask_sizes:
+            object.__setattr__(self, "mask_sizes", tuple(sizes))
         r = tuple(float(v) for v in self.r)
         if len(r) != len(keep):
             raise ValueError(f"KeptSets needs one rescale per hidden layer: {len(keep)} kept sets, {len(r)} rescales")
@@ -80,6 +90,10 @@ class KeptSets:
         hs = _nets.widths(net)
         if len(self.keep) != len(hs):
             raise ValueError(f"{what}: need one kept set per hidden layer ({len(hs)}), got {len(self.keep)}")
+        for i, (h, size) in enumerate(zip(hs, self.mask_sizes), start=1):
+            if size is not None and size != h:
+                raise ValueError(f"{what}: the boolean mask of hidden layer {i} has {size} entries, the layer has "
+                                 f"{h} units")
         for i, (h, k) in enumerate(zip(hs, self.keep), start=1):
             if k.size and (k[0] < 0 or k[-1] >= h):
                 raise ValueError(f"{what}: kept set of hidden layer {i} has indices outside 0..{h - 1}: {k.tolist()}")
@@ -92,24 +106,55 @@ class KeptSets:
         return {"keep": [k.tolist() for k in self.keep], "r": list(self.r)}
 
 
+def _kept_indices(k: Any, i: int) -> tuple[np.ndarray, int | None]:
+    """One layer's kept set as sorted unique int64 indices, and the mask length when ``k`` is a boolean mask.
+
+    Accepted: integer indices (no negatives, no duplicates) or a boolean mask (what Algorithm 1 draws). Float,
+    negative or duplicate indices are refused with a message naming the hidden layer ``i``."""
+    a = np.asarray(k)
+    if a.ndim != 1 and a.size:
+        raise ValueError(f"kept set of hidden layer {i}: expected a 1-D list of unit indices or a boolean mask, "
+                         f"got an array of shape {a.shape}")
+    a = a.reshape(-1)
+    if a.dtype == bool:
+        return np.flatnonzero(a).astype(np.int64), int(a.size)
+    if a.size == 0:
+        return np.zeros(0, np.int64), None
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"kept set of hidden layer {i}: unit indices must be integers (or a boolean mask), got "
+                         f"{a.dtype} values {a[:6].tolist()}")
+    if a.min() < 0:
+        raise ValueError(f"kept set of hidden layer {i}: unit indices must be >= 0, got {a[a < 0][:6].tolist()}")
+    u, counts = np.unique(a, return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(f"kept set of hidden layer {i}: duplicate unit indices {u[counts > 1][:6].tolist()}")
+    return u.astype(np.int64), None
+
+
 def make_kept_sets(net: _nets.Net, keep: KeptSets | Sequence[Sequence[int]],
                    r: float | Sequence[float] | None = None) -> KeptSets:
-    """Normalise ``keep`` (a :class:`KeptSets` or one index list per hidden layer) and ``r``
-    (a number, one per hidden layer, or ``None`` = take it from ``keep`` / default 2)."""
+    """Normalise ``keep`` (a :class:`KeptSets`, or per hidden layer a list of unit indices or a boolean mask)
+    and ``r`` (a number, one per hidden layer, or ``None`` = take it from ``keep`` / default 2); index ranges
+    and mask lengths are checked against ``net`` (Definition 1's size limit is checked by the builders)."""
     n_hidden = net.depth - 1
     if isinstance(keep, KeptSets):
         if r is None:
+            keep.check(net, definition1=False)
             return keep
-        sets = keep.keep
+        sets, sizes = keep.keep, keep.mask_sizes
     else:
-        sets = tuple(keep)
+        if isinstance(keep, np.ndarray) and keep.ndim == 2 and keep.dtype == bool:
+            keep = list(keep)
+        sets, sizes = tuple(keep), ()
     if r is None:
         r = 2.0
     rs = (float(r),) * n_hidden if np.isscalar(r) else tuple(float(v) for v in r)
     if len(sets) != n_hidden or len(rs) != n_hidden:
         raise ValueError(f"need one kept set and one rescale per hidden layer ({n_hidden}); "
                          f"got {len(sets)} kept sets and {len(rs)} rescales")
-    return KeptSets(tuple(sets), rs)
+    ks = KeptSets(tuple(sets), rs, sizes)
+    ks.check(net, definition1=False)
+    return ks
 
 
 def column_scales(net: _nets.Net, ks: KeptSets, i: int) -> list[np.ndarray]:
@@ -251,18 +296,6 @@ def kept_sets_from_deltas(deltas: Sequence[np.ndarray], p: float) -> KeptSets:
     return KeptSets(tuple(np.flatnonzero(np.asarray(d) != 0) for d in deltas), (1.0 / (1.0 - p),) * len(deltas))
 
 
-def column_condition(net: _nets.Net, p: float) -> list[float]:
-    """Lemma 3's column condition ``‖[A_i]_j‖ = O(√p)‖A_i‖_F``: ``max_j ‖[A_i]_j‖ / (√p ‖A_i‖_F)``
-    for ``i = 2..d`` (a column of a conv layer is a whole input-channel slice)."""
-    out = []
-    for l in range(1, net.depth):
-        w = np.asarray(net.layers[l]["w"], dtype=np.float64)
-        cols = np.sqrt(np.sum(np.moveaxis(w, 1, 0).reshape(w.shape[1], -1) ** 2, axis=1))
-        fro = float(np.sqrt(np.sum(w ** 2)))
-        out.append(float(cols.max() / (math.sqrt(p) * fro)) if fro > 0 else float("nan"))
-    return out
-
-
 # --------------------------------------------------------------------------- fixed-count dropout and searches
 
 
@@ -345,7 +378,7 @@ def best_of_n(net: _nets.Net, x, y, key: Array, p: float = 0.5, n: int = 20, los
 def greedy_search(net: _nets.Net, x, y, p: float = 0.5, rounds: int = 8, pool: int = 4,
                   rescales: Sequence[float] = (0.8, 0.9, 1.0, 1.1, 1.25), loss: Loss | str = cross_entropy,
                   **kw) -> SearchResult:
-    """Greedy kept-set search by unit importance (the "smarter search" of SPEC §1).
+    """Greedy kept-set search by unit importance (the "smarter search" of docs/THEORY.md §1).
 
     1. Start from the ``⌊h_i(1−p)⌋`` most important units per layer (:func:`unit_importance`).
     2. Steepest descent on ``max_i L(θ^i)``: each round tries, in every layer, swapping one of the

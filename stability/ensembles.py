@@ -27,7 +27,7 @@ __all__ = [
 
 
 def fge_lr(i: int | Array, c: int, alpha1: float, alpha2: float) -> Array:
-    """FGE's cyclic rate (Garipov Alg. 1 / SPEC §8) at 1-based iteration ``i``, even cycle ``c``:
+    """FGE's cyclic rate (Garipov Alg. 1 / docs/THEORY.md §8) at 1-based iteration ``i``, even cycle ``c``:
     ``s = (mod(i−1, c)+1)/c``; ``(1−2s)α1 + 2sα2`` for ``s ≤ ½``, else ``(2−2s)α2 + (2s−1)α1``."""
     if c < 2 or c % 2:
         raise ValueError(f"the FGE cycle length must be an even integer >= 2, got {c}")

@@ -1,4 +1,4 @@
-"""Losses (convex in the network output, as the certificates of SPEC §5 require) and metrics."""
+"""Losses (convex in the network output, as the certificates of docs/THEORY.md §5 require) and metrics."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class Loss:
     """A per-sample loss ``fn(outputs, targets) -> (N,)`` with a name.
 
     ``convex_in_output`` says whether ``fn`` is convex in ``outputs`` for fixed targets;
-    the top-layer certificate (SPEC §0, §5) is only valid for such losses.
+    the top-layer certificate (docs/THEORY.md §0, §5) is only valid for such losses.
     """
 
     name: str

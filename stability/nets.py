@@ -1,4 +1,4 @@
-"""ReLU nets as explicit pytrees, and the hidden-unit view (SPEC §0).
+"""ReLU nets as explicit pytrees, and the hidden-unit view (docs/THEORY.md §0).
 
 A net with ``d`` weight layers computes ``x^1 = A_1 x^0 + b_1`` and
 ``x^i = A_i P_{i-1}(φ(x^{i-1})) + b_i`` for ``2 ≤ i ≤ d`` (φ = ReLU, ``P`` an

@@ -1,4 +1,4 @@
-"""Exact certificates (SPEC §5): sound on constructed paths, and a tampered or wrong claim is caught
+"""Exact certificates (docs/THEORY.md §5): sound on constructed paths, and a tampered or wrong claim is caught
 on its segment with the parameter at fault named."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def theorem_paths(draw):
 @given(path=theorem_paths(), data=st.data())
 def test_tampering_one_weight_fails_that_segment_and_names_it(x64, path, data):
     cert = certify(path)
-    assert cert.ok, cert.summary()
+    assert cert.no_refuted and cert.ok == all(c != "dropout_interpolation" for c in path.claims), cert.summary()
     exact = [k for k, c in enumerate(path.claims) if c != "dropout_interpolation"]
     k = data.draw(st.sampled_from(exact))
     seg = path.segments[k]
@@ -71,13 +71,21 @@ def test_tampering_one_weight_fails_that_segment_and_names_it(x64, path, data):
     tampered = path.replace_segment(k, bad, check=False)
     cert = certify(tampered)
     v = cert.verdicts[k]
-    assert v.status == "failed", str(v)
-    assert all(u.ok for j, u in enumerate(cert.verdicts) if j != k)
+    assert v.status == "refuted", str(v)
+    assert all(u.status != "refuted" for j, u in enumerate(cert.verdicts) if j != k)
     assert v.label == seg.label and v.fault is not None
     assert (layer, param, index) in v.fault.candidates(), str(v)
     assert f"segment {k} ({seg.label})" in str(v)
+    assert not cert.ok and not cert.no_refuted
     if k + 1 < path.n_segments:  # the tampered end no longer meets the next segment
-        assert cert.junctions and not cert.ok
+        assert cert.junctions
+    else:  # the last segment no longer ends at the net the path claims to connect
+        assert cert.endpoints and "does not end" in cert.endpoints[0]
+    # relabelling every segment "free" hides no refutation as "ok": nothing is proved any more
+    free = Path([Segment(s.start, s.end, "free", s.label) for s in tampered.segments], check=False,
+                connects=tampered.connects)
+    cf = certify(free)
+    assert not cf.ok and cf.counts()["proved"] == 0 and cf.counts()["measured"] == path.n_segments
 
 
 @FAST
@@ -107,9 +115,9 @@ def test_certified_function_preserving_means_unchanged_outputs(x64, net, data):
     p1 = [(wi, bi) for wi, bi in zip(w2, b2)]
     Z = dead_closure(p0, p1)
     all_dead = all(Z[i][u] for i, u in edits)
-    assert (status == "certified") == all_dead, (status, reason, edits)
+    assert (status == "proved") == all_dead, (status, reason, edits)
     x = inputs(net, n=6)
-    if status == "certified":
+    if status == "proved":
         f0 = apply(start, x)
         for t in (0.25, data.draw(st.floats(0, 1))):
             np.testing.assert_allclose(apply(lerp_np(start, end, t), x), f0, rtol=1e-12, atol=1e-12)
@@ -123,9 +131,9 @@ def test_wrong_claims_are_rejected(x64):
     p = theorem2(a, b, jax.random.PRNGKey(0))
     seg = p.segments[0]  # θ → Algorithm 1 output: not function preserving
     status, reason, fault = certify_segment(seg.start, seg.end, "function_preserving")
-    assert status == "failed" and fault is not None and fault.param == "w"
+    assert status == "refuted" and fault is not None and fault.param == "w"
     status, _, fault = certify_segment(seg.start, seg.end, "top_layer")
-    assert status == "failed" and fault.layer == 1 and fault.col is not None  # A_2's columns were dropped
+    assert status == "refuted" and fault.layer == 1 and fault.col is not None  # A_2's columns were dropped
     path = lemma1(a, [[0, 1], [3, 4]], 2.0)
     base_a = path.segments[0]  # the top layer changes the function: not function preserving
     wrong = path.replace_segment(0, Segment(base_a.start, base_a.end, "function_preserving", base_a.label))
@@ -141,11 +149,11 @@ def test_step4_between_identical_halves_is_function_preserving(x64):
     step4 = [s for s in path.segments if "step 4" in s.label]
     assert len(step4) == 2
     for s in step4:
-        assert certify_segment(s.start, s.end, "function_preserving")[0] == "certified"
-        assert certify_segment(s.start, s.end, "top_layer")[0] == "certified"
+        assert certify_segment(s.start, s.end, "function_preserving")[0] == "proved"
+        assert certify_segment(s.start, s.end, "top_layer")[0] == "proved"
     # step 2 moves the top between the two halves while they still differ: not function preserving
     step2 = [s for s in path.segments if "step 2" in s.label][0]
-    assert certify_segment(step2.start, step2.end, "function_preserving")[0] == "failed"
+    assert certify_segment(step2.start, step2.end, "function_preserving")[0] == "refuted"
 
 
 def test_top_layer_claims_need_a_convex_loss():
@@ -153,20 +161,23 @@ def test_top_layer_claims_need_a_convex_loss():
     path = lemma1(net, [[0, 1]], 2.0)
     hinge_cubed = Loss("cubed", lambda o, y: jnp.sum(o ** 3, axis=-1), convex_in_output=False)
     cert = certify(path, loss=hinge_cubed)
-    assert not cert.ok and cert.verdicts[0].status == "refused" and "convex" in cert.verdicts[0].reason
-    assert cert.verdicts[1].status == "certified"
+    assert not cert.ok and cert.no_refuted
+    assert cert.verdicts[0].status == "measured" and "does not apply" in cert.verdicts[0].reason
+    assert "convex" in cert.verdicts[0].reason and cert.verdicts[1].status == "proved"
     assert certify(path, loss=squared_error).ok and certify(path, loss=cross_entropy).ok
 
 
-def test_unchecked_claims_and_broken_junctions():
+def test_measured_segments_are_never_ok_and_broken_junctions_refute():
     a = random_net(nets.Arch(in_shape=(3,), widths=(4, 2)), 0)
     b = random_net(nets.Arch(in_shape=(3,), widths=(4, 2)), 1)
     cert = certify(Path.straight(a, b))
-    assert cert.ok and cert.counts() == {"unchecked": 1}
+    assert not cert.ok and cert.no_refuted and cert.counts() == {"proved": 0, "measured": 1, "refuted": 0}
+    assert cert.headline().startswith("0 of 1 segments proved exactly; 1 measured")
     broken = Path([Segment(a, a, "function_preserving", "one"), Segment(b, b, "function_preserving", "two")],
                   check=False)
     cert = certify(broken)
-    assert not cert.ok and cert.counts() == {"certified": 2}
+    assert not cert.ok and not cert.no_refuted and cert.counts() == {"proved": 2, "measured": 0, "refuted": 0}
+    assert "end points not stated" in cert.headline()
     assert "segments 0 and 1 do not meet" in cert.junctions[0] and "A_1[" in cert.junctions[0]
     with pytest.raises(ValueError, match="unknown claim kind"):
         certify_segment(a, b, "trust me")
@@ -195,7 +206,7 @@ def test_conv_certificates_report_channel_indices(x64):
     seg = path.segments[k]
     bad = Segment(seg.start, _tamper(seg.end, 1, "w", (0, 3, 1, 2)), seg.claim, seg.label)
     v = certify(path.replace_segment(k, bad, check=False)).verdicts[k]
-    assert v.status == "failed"
+    assert v.status == "refuted"
     assert (v.fault.layer, v.fault.row, v.fault.col) == (1, 0, 3) and v.fault.name == "A_2[0, 3, 1, 2]"
 
 
@@ -211,10 +222,30 @@ def test_class_sums_are_exact_and_order_free(x64):
 
     a, b, c = 1e16, 1.0, 1.0
     assert (a + b) + c != (b + c) + a  # the float sums differ with the order
-    assert certify_segment(net([a, b, c]), net([b, c, a]), "copy_shift")[0] == "certified"
+    assert certify_segment(net([a, b, c]), net([b, c, a]), "copy_shift")[0] == "proved"
     status, _, fault = certify_segment(net([1e16, 1.0, -1e16]), net([1e16, 0.0, -1e16]), "function_preserving")
-    assert status == "failed" and fault.layer == 1 and (1, "w", (0, 1)) in fault.candidates()
+    assert status == "refuted" and fault.layer == 1 and (1, "w", (0, 1)) in fault.candidates()
     arch2 = nets.Arch(in_shape=(2,), widths=(2, 1), bias=False)
     two = lambda top: nets.Net(arch2, ({"w": jnp.asarray(row[:2])}, {"w": jnp.asarray([top], dtype=jnp.float64)}))
-    assert certify_segment(two([1e16, 1.0]), two([1e16, 0.0]), "function_preserving")[0] == "failed"
-    assert certify_segment(two([1e16, 1.0]), two([1.0, 1e16]), "copy_shift")[0] == "certified"
+    assert certify_segment(two([1e16, 1.0]), two([1e16, 0.0]), "function_preserving")[0] == "refuted"
+    assert certify_segment(two([1e16, 1.0]), two([1.0, 1e16]), "copy_shift")[0] == "proved"
+
+
+def test_a_path_must_end_at_the_net_it_claims_to_connect(x64):
+    """A last segment that moves the top layer somewhere else is a valid top-layer segment, but the path no
+    longer connects θ_A to θ_B: refuted. The same for the start."""
+    arch = nets.Arch(in_shape=(3,), widths=(6, 6, 2))
+    a, b = random_net(arch, 0), random_net(arch, 1)
+    path = theorem1(a, [[0, 1], [2, 3]], b, [[1, 4], [0, 5]], 2.0, compact=True)
+    assert certify(path).ok
+    last = path.segments[-1]
+    moved = last.end.replace_layer(arch.depth - 1, w=np.asarray(last.end.layers[-1]["w"]) + 1.0)
+    bad = path.replace_segment(path.n_segments - 1, Segment(last.start, moved, "top_layer", last.label))
+    cert = certify(bad)
+    assert cert.verdicts[-1].status == "proved"  # the segment itself is a fine top-layer move
+    assert not cert.ok and not cert.no_refuted and "does not end at" in cert.endpoints[0]
+    assert "A_3[" in cert.endpoints[0] and "does not connect" in cert.headline()
+    first = path.segments[0]
+    bad = path.replace_segment(0, Segment(first.start.replace_layer(0, w=np.asarray(first.start.layers[0]["w"]) * 2),
+                                          first.end, first.claim, first.label), check=False)
+    assert "does not start at" in certify(bad).endpoints[0]

@@ -1,4 +1,4 @@
-"""Theorem 4 (Kuditipudi et al. 2019, Appendix C; SPEC §7): the dataset, both minimizers, the identity and
+"""Theorem 4 (Kuditipudi et al. 2019, Appendix C; docs/THEORY.md §7): the dataset, both minimizers, the identity and
 Lemma 6's data facts, checked exactly for many h and (k, l, m, n); invalid sizes rejected; tampering caught."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from stability import counterexample as ce
 from stability import evaluate
 from stability.losses import squared_error
 
-# Written out by hand from SPEC §7 / the appendix's Figure 4 for h = 3 (k, l, m, n) = (4, 8, 11, 15).
+# Written out by hand from docs/THEORY.md §7 / the appendix's Figure 4 for h = 3 (k, l, m, n) = (4, 8, 11, 15).
 H3 = np.array([
     [1, 0, 1, -1, -1], [2, 1, -1, 1, -1], [3, 2, -1, -1, 1], [4, 3, 1, -1, -1],   # i ≤ k
     [5, 4, 0, 1, 0], [6, 5, 0, 0, 1], [7, 6, 1, 0, 0], [8, 7, 0, 1, 0],           # k < i ≤ l

@@ -1,4 +1,4 @@
-"""Curve core (Garipov et al. 2018; SPEC §8): exact end points, the SPEC's polychain and Bezier formulas on
+"""Curve core (Garipov et al. 2018; docs/THEORY.md §8): exact end points, the polychain and Bezier formulas on
 arbitrary pytrees, the straight-line special case, the evaluator hook, and eq. (3) training."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def test_end_points_are_exact_bitwise(x64, seed, kind, n):
 
 
 def spec_polychain(cps: list, t: float):
-    """SPEC §8 literally: on [i/(n+1), (i+1)/(n+1)], φ(t) = (n+1)((t − i/(n+1)) w_{i+1} + ((i+1)/(n+1) − t) w_i)."""
+    """docs/THEORY.md §8 literally: on [i/(n+1), (i+1)/(n+1)], φ(t) = (n+1)((t − i/(n+1)) w_{i+1} + ((i+1)/(n+1) − t) w_i)."""
     segs = len(cps) - 1
     i = min(int(math.floor(t * segs)), segs - 1)
     return jax.tree_util.tree_map(lambda a, b: segs * ((t - i / segs) * b + ((i + 1) / segs - t) * a),

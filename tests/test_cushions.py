@@ -1,4 +1,4 @@
-"""Noise-stability quantities (SPEC §6) against materialised Jacobians (``jax.jacfwd`` + SVD).
+"""Noise-stability quantities (docs/THEORY.md §6) against materialised Jacobians (``jax.jacfwd`` + SVD).
 
 The reference below never touches :mod:`stability.cushions`: the map ``M^{i,j}`` is built as a
 sub-net (an identity first layer followed by layers ``i+1..j``) run through the public
@@ -176,8 +176,11 @@ def reference(net: nets.Net, x, deltas=None, ts=(0.0, 0.5)) -> dict[str, np.ndar
     inf_ratio = np.zeros((n, d))
     inf_ratio[:, d - 1] = np.nan
     for i in range(1, d):  # ∞-norm condition over unit blocks (channels for conv layers)
+        shape = nets.forward(net, x[:1])[i - 1].shape[1:]
         for z in [pre[i - 1]] + za[i]:
             a = np.maximum(z, 0)
+            if i - 1 < net.arch.n_conv and net.arch.pool[i - 1] is not None:  # the input of layer i + 1
+                a = np.asarray(nets.pool2(a.reshape((n,) + shape), net.arch.pool[i - 1])).reshape(n, -1)
             h = net.arch.widths[i - 1]
             blocks = np.abs(a) if i > net.arch.n_conv else np.sqrt((a.reshape(n, -1, h) ** 2).sum(1))
             tot = np.linalg.norm(a, axis=1)
@@ -460,7 +463,9 @@ def test_cli_writes_arrays_histograms_and_lemma3(tmp_path):
     assert res.ts.tolist() == [0.0, 0.5]
     summary = json.loads((out / "summary.json").read_text())["cushions"]
     assert summary["net"]["epsilon"] == pytest.approx(res.epsilon(), rel=1e-6)
-    assert summary["lemma3"]["draws"] == 4 and len(summary["lemma3"]["fraction_under_sqrt_p_eps"]) == 4
+    lemma = summary["lemma3"]
+    assert lemma["draws"] == 4 and len(lemma["fraction_under_explicit_bound"]) == len(lemma["verdict"]) == 4
+    assert set(lemma["verdict"]) <= {"holds", "fails", "inconclusive", "does not apply"}
     report = (out / "report.md").read_text()
     for fig in summary["figures"]:
         assert (out / fig).stat().st_size > 1000 and f"]({fig})" in report

@@ -1,4 +1,4 @@
-"""Dropout (SPEC §1): kept sets and θ^i (Definition 1), measured ε, Algorithm 1, fixed-count dropout,
+"""Dropout (docs/THEORY.md §1): kept sets and θ^i (Definition 1), measured ε, Algorithm 1, fixed-count dropout,
 best-of-n and greedy kept-set searches."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stability import dropout, nets
+from stability import cushions, dropout, nets
 from stability.evaluate import evaluate_nets
 from tests._path_helpers import apply, inputs, kept_sets, random_net, small_nets
 
@@ -108,10 +108,10 @@ def test_algorithm1_rate_and_independent_layers():
     assert not np.array_equal(deltas[0] == 0, deltas[1] == 0)
     with pytest.raises(ValueError, match="0 < p < 1"):
         dropout.algorithm1(net, 1.0, jax.random.PRNGKey(0))
-    cc = dropout.column_condition(net, 0.3)
+    cc = cushions.column_ratio(net, 0.3)
     w = np.asarray(net.layers[1]["w"], np.float64)
     ref = np.linalg.norm(w, axis=0).max() / (math.sqrt(0.3) * np.linalg.norm(w))
-    assert cc[0] == pytest.approx(ref, rel=1e-6) and len(cc) == 2
+    assert cc[1] == pytest.approx(ref, rel=1e-6) and len(cc) == 3 and np.isnan(cc[0])
 
 
 def test_fixed_count_dropout_keeps_exactly_floor_h_times_1_minus_p():

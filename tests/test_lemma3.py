@@ -57,7 +57,8 @@ def test_segment_losses_match_an_independent_construction(arch):
     again = cushions.measure(net, x, jax.random.split(jax.random.PRNGKey(0))[0], draws=3, ts=(0.0, 0.5))
     assert res.epsilon == pytest.approx(again.epsilon(), rel=1e-6)
     s = res.summary()
-    assert s["premises"]["p_le_3_4"] == [True, True] and len(s["C_quarter"]) == 2
+    assert [next(q for q in pr if q["name"] == "p ≤ 3/4")["status"] for pr in s["premises"]] == ["held", "held"]
+    assert len(s["C_quarter"]) == 2 and len(s["verdict"]) == 2 and len(res.bounds) == 2
     assert np.all(np.isnan(res.column_ratio[:, 0])) and np.all(res.column_ratio[:, 1:] > 0)
     # Lemma 3 speaks about whole segments: a draw's worst point is at least its end point
     assert np.all(res.max_increase() >= res.losses[:, :, -1] - res.base_loss - 1e-7)
@@ -68,27 +69,35 @@ def _synthetic(increases, eps=1.0, p=0.25, base=1.0) -> Lemma3Check:
     losses = base + np.stack([np.zeros_like(inc), inc / 2, inc], axis=-1)[None]  # (1, K, 3), worst at t = 1
     return Lemma3Check(ps=np.array([p]), ts=np.array([0.0, 0.5, 1.0]), base_loss=base, base_acc=1.0, epsilon=eps,
                        losses=losses, accs=np.ones_like(losses), kept_fraction=np.full((1, inc.size), 0.75),
-                       column_ratio=np.array([[np.nan, 0.5]]), h_min=8, noise={})
+                       column_ratio=np.array([[np.nan, 0.5]]), h_min=8, zero_output_loss=3.0)
 
 
-def test_fraction_under_the_bound_and_the_quarter_constant():
+def test_fraction_under_a_bound_and_the_quarter_constant():
     """√p·ε = 0.5: two of four draws stay under it; a quarter stay under 0.2·√p·ε."""
     res = _synthetic([0.1, 0.4, 0.6, 2.0])
-    assert res.bound().tolist() == [0.5]
-    assert res.fraction_under().tolist() == [0.5]
-    assert res.fraction_under(constant=4.0).tolist() == [1.0]
+    assert res.scale().tolist() == [0.5]
+    assert res.fraction_under(0.5).tolist() == [0.5]
+    assert res.fraction_under(2.0).tolist() == [1.0]
     assert res.constant_quarter().tolist() == pytest.approx([0.2])
-    s = res.summary()
-    assert s["lemma_holds_with_constant_1"] == [True] and s["premises"]["p_times_h_min"] == [2.0]
+    assert res.summary()["vacuity_ratio"] == pytest.approx([0.25])  # √p·ε / (3 − 1)
     bad = _synthetic([0.6, 0.7, 0.8, 0.9, 1.0, 3.0, 4.0, 5.0])
-    assert bad.fraction_under().tolist() == [0.0] and bad.summary()["lemma_holds_with_constant_1"] == [False]
+    assert bad.fraction_under(0.5).tolist() == [0.0]
     assert bad.constant_quarter().tolist() == pytest.approx([1.4])  # 2nd smallest of 8 ratios: 0.7 / 0.5
+
+
+def test_clopper_pearson_interval():
+    from proofs_check.lemma3 import clopper_pearson
+
+    lo, hi = clopper_pearson(0, 20)
+    assert lo == 0.0 and hi == pytest.approx(0.1684, abs=1e-3)
+    lo, hi = clopper_pearson(10, 20)
+    assert lo == pytest.approx(0.272, abs=1e-3) and hi == pytest.approx(0.728, abs=1e-3)
 
 
 def test_bad_arguments():
     net = random_net(nets.Arch(in_shape=(3,), widths=(4, 2)), 0, jnp.float32)
     x, y = _data(net, 8)
-    with pytest.raises(ValueError, match="p must"):
+    with pytest.raises(ValueError, match="ps: every p must"):
         check_lemma3(net, x, y, jax.random.PRNGKey(0), ps=(0.0,))
     with pytest.raises(ValueError, match="draws"):
         check_lemma3(net, x, y, jax.random.PRNGKey(0), draws=0)

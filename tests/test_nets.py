@@ -1,4 +1,4 @@
-"""Nets as pytrees and the hidden-unit view (SPEC §0), on random dense and conv nets."""
+"""Nets as pytrees and the hidden-unit view (docs/THEORY.md §0), on random dense and conv nets."""
 
 from __future__ import annotations
 

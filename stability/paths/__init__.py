@@ -1,7 +1,7 @@
 """Paths from the theory (Kuditipudi et al. 2019): Lemma 1, Lemma 4, Lemma 2, Theorems 1–3.
 
 Every builder returns a :class:`Path` — a list of straight :class:`Segment` s, each carrying a
-claim kind that ``proofs_check.certify`` verifies exactly from its two end points (SPEC §5)
+claim kind that ``proofs_check.certify`` verifies exactly from its two end points (docs/THEORY.md §5)
 and a label naming the paper's step. ``Path.evaluate`` measures loss/accuracy along the
 whole path in one batched call.
 """

@@ -1,6 +1,6 @@
 """A mutable NumPy copy of a :class:`~stability.nets.Net` for exact block edits on the hidden-unit view.
 
-Path builders (SPEC §2–§4) write blocks ``A_i[R, C]`` with index sets. With the storage
+Path builders (docs/THEORY.md §2–§4) write blocks ``A_i[R, C]`` with index sets. With the storage
 convention of :mod:`stability.nets` (checked against :func:`~stability.nets.unit_spec` here)
 the rows of hidden unit ``u`` of layer ``i`` are axis 0 of ``layers[i-1]`` (``w`` and ``b``) and
 its column is axis 1 of ``layers[i]["w"]``, for dense, conv (OIHW), ``flatten`` (out, C, H, W)

@@ -1,4 +1,4 @@
-"""Lemma 1 (Appendix A): from θ to its dropout version θ_1 through θ_{d−1}, …, θ_1 (SPEC §2).
+"""Lemma 1 (Appendix A): from θ to its dropout version θ_1 through θ_{d−1}, …, θ_1 (docs/THEORY.md §2).
 
 Index sets instead of the proof's "first half" blocks: ``K_i`` kept (``|K_i| ≤ ⌊h_i/2⌋``,
 arbitrary positions, odd widths), ``D_i`` its complement, ``π_i : K_i → D_i`` one-to-one (the
@@ -80,7 +80,7 @@ def theta_k(net: _nets.Net, keep: KeptSets | Sequence[Sequence[int]], k: int,
 
 
 def lemma1_states(net: _nets.Net, ks: KeptSets) -> list[tuple[EditNet, str, str, str]]:
-    """The literal path of SPEC §2 as ``(end state, claim, label, step tag)``; tag ``"b"`` marks
+    """The literal path of docs/THEORY.md §2 as ``(end state, claim, label, step tag)``; tag ``"b"`` marks
     row edits (type (b)) that the compact path merges with their neighbours."""
     plan = _Plan(net, ks)
     d, K, D, pi, L, r = plan.d, plan.K, plan.D, plan.pi, plan.L, plan.r
@@ -188,5 +188,7 @@ def lemma1(net: _nets.Net, keep: KeptSets | Sequence[Sequence[int]], r: float | 
     segs = [Segment(nets_seq[j], nets_seq[j + 1], c, f"Lemma 1, {lab}") for j, (_, c, lab) in enumerate(seq)]
     expect = 4 * d - 6 if compact else 6 * d - 10
     assert len(segs) == expect, (len(segs), expect)
+    # the claimed end θ_1 is built directly from its definition, independently of the segment chain
     return Path(segs, {"name": "Lemma 1" + (" (compact)" if compact else ""), "kept": ks.to_dict(),
-                       "theta_k": theta_idx, "compact": compact}, check=False)
+                       "theta_k": theta_idx, "compact": compact}, check=False,
+                connects=(net, _theta_k(_Plan(net, ks), 1).to_net()))

@@ -1,6 +1,6 @@
 """Lemma 4 (permuting units, 5 segments) and Lemma 2 (connecting two half-zero nets, 8 segments).
 
-Appendix A with index sets, SPEC §3, including its two fixes to the proofs:
+Appendix A with index sets, docs/THEORY.md §3, including its two fixes to the proofs:
 
 * Lemma 4, S5 also zeroes every stale row left on a slot that is not a target (the proof
   forgets them; without this the end point is not exactly the permuted net).
@@ -150,7 +150,11 @@ def lemma4(net: _nets.Net, perm: Sequence[Sequence[int] | None] | Mapping[int, S
     states = lemma4_states(e, N, tau)
     seq = [net] + [s.to_net() for s, _, _ in states]
     segs = [Segment(seq[j], seq[j + 1], c, lab) for j, (_, c, lab) in enumerate(states)]
-    return Path(segs, {"name": "Lemma 4", "targets": {i: tau[i].tolist() for i in tau}}, check=False)
+    target = net
+    for i, t in tau_all.items():  # the claimed end: the permuted net, built by the unit view directly
+        target = _nets.permute_units(target, i, np.argsort(t))
+    return Path(segs, {"name": "Lemma 4", "targets": {i: tau[i].tolist() for i in tau}}, check=False,
+                connects=(net, target))
 
 
 # --------------------------------------------------------------------------- Lemma 2
@@ -251,4 +255,4 @@ def lemma2(net: _nets.Net, net2: _nets.Net) -> Path:
         raise AssertionError("Lemma 2 construction did not end exactly at θ′ (bug)")
     seq = [net] + [s.to_net() for s, _, _ in states[:-1]] + [net2]
     segs = [Segment(seq[j], seq[j + 1], c, lab) for j, (_, c, lab) in enumerate(states)]
-    return Path(segs, {"name": "Lemma 2"}, check=False)
+    return Path(segs, {"name": "Lemma 2"}, check=False, connects=(net, net2))

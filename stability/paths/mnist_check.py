@@ -90,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
               "train_seconds": t_train, "check_seconds": t_check, "seconds": time.perf_counter() - t_all}
     (out / "mnist_theorem1.json").write_text(json.dumps(result, indent=1, default=float))
     print(json.dumps({"max_loss": v.max_loss, "bound": v.bound, "eps": v.epsilon, "L": v.endpoint_losses,
-                      "line_max_loss": v.line_max_loss, "line_barrier": v.line_barrier, "holds": v.holds,
-                      "certified": v.certified, "seconds": result["seconds"]}, indent=1))
-    return 0 if v.holds else 1
+                      "line_max_loss": v.line_max_loss, "line_barrier": v.line_barrier, "verdict": v.verdict,
+                      "reason": v.reason, "certificate": v.certificate.headline(), "seconds": result["seconds"]},
+                     indent=1))
+    return 0 if v.verdict == "holds" else 1
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Piecewise-linear paths in weight space: :class:`Segment`, :class:`Path`, batched evaluation.
 
 A path is a list of straight segments, each with its two end nets, a *claim kind* (what
-``proofs_check.certify`` verifies exactly from the end points, SPEC §5) and a label naming
+``proofs_check.certify`` verifies exactly from the end points, docs/THEORY.md §5) and a label naming
 the paper's step. The whole path at every ``t`` is evaluated by ONE call of
 :func:`stability.evaluate.evaluate` with the module-level point function :func:`path_point`
 over the stacked way points (no Python loop over ``t``).
@@ -148,11 +148,19 @@ class Path:
     """
 
     def __init__(self, segments: Iterable[Segment], meta: dict[str, Any] | None = None, *,
-                 check: bool = True) -> None:
+                 check: bool = True, connects: tuple[_nets.Net, _nets.Net] | None = None) -> None:
         self.segments: tuple[Segment, ...] = tuple(segments)
         if not self.segments:
             raise ValueError("a path needs at least one segment")
         self.meta: dict[str, Any] = dict(meta or {})
+        if connects is not None:
+            if len(connects) != 2:
+                raise ValueError(f"connects must be the pair (start net, end net), got {len(connects)} items")
+            for net in connects:
+                _nets.check_same_arch(self.segments[0].start, net, "the path and the nets it claims to connect")
+        self.connects: tuple[_nets.Net, _nets.Net] | None = None if connects is None else tuple(connects)
+        """The two nets the builder claims this path connects (``None``: not stated); ``certify`` checks that the
+        first segment starts and the last ends bitwise at them."""
         if check:
             for k in range(1, len(self.segments)):
                 a, b = self.segments[k - 1], self.segments[k]
@@ -228,7 +236,9 @@ class Path:
             n0 = len(segs)
             segs += list(o.segments)
             parts.append((o.meta.get("name", "path"), n0, len(segs)))
-        return Path(segs, {"parts": parts})
+        stated = self.connects is not None and all(o.connects is not None for o in others)
+        return Path(segs, {"parts": parts},
+                    connects=(self.connects[0], others[-1].connects[1]) if stated and others else self.connects)
 
     def __add__(self, other: "Path") -> "Path":
         return self.concat(other)
@@ -239,21 +249,23 @@ class Path:
         meta["reversed"] = not meta.get("reversed", False)
         if "name" in meta:
             meta["name"] = meta["name"] + " (reversed)"
-        return Path([s.reversed() for s in reversed(self.segments)], meta, check=False)
+        return Path([s.reversed() for s in reversed(self.segments)], meta, check=False,
+                    connects=None if self.connects is None else (self.connects[1], self.connects[0]))
 
     def relabel(self, prefix: str) -> "Path":
-        return Path([s.relabel(prefix) for s in self.segments], self.meta, check=False)
+        return Path([s.relabel(prefix) for s in self.segments], self.meta, check=False, connects=self.connects)
 
     def replace_segment(self, k: int, segment: Segment, *, check: bool = True) -> "Path":
-        """A copy with segment ``k`` replaced (``check=False`` allows a break, e.g. to test certificates)."""
+        """A copy with segment ``k`` replaced (``check=False`` allows a break, e.g. to test certificates); the
+        nets the path claims to connect stay the same."""
         segs = list(self.segments)
         segs[k] = segment
-        return Path(segs, self.meta, check=check)
+        return Path(segs, self.meta, check=check, connects=self.connects)
 
     @staticmethod
     def straight(a: _nets.Net, b: _nets.Net, label: str = "straight line") -> "Path":
-        """The one-segment straight line (claim ``free``)."""
-        return Path([Segment(a, b, "free", label)], {"name": label})
+        """The one-segment straight line (claim ``free``: its loss can only be measured)."""
+        return Path([Segment(a, b, "free", label)], {"name": label}, connects=(a, b))
 
     def summary(self) -> str:
         rows = [f"{k:>3}  {s.claim:<22} {s.label}" for k, s in enumerate(self.segments)]

@@ -1,6 +1,6 @@
 """Theorem 1 (dropout stability), Lemma 3, Theorem 2 (10 segments) and Theorem 3 (13 segments).
 
-SPEC §4 / Appendices A–B. Each builder checks its premises and raises a ``ValueError`` that
+docs/THEORY.md §4 / Appendices A–B. Each builder checks its premises and raises a ``ValueError`` that
 names the premise; the returned :class:`~stability.paths.path.Path` records in ``meta`` what
 was drawn (Algorithm 1 masks, resamples, the narrow net's placement).
 """
@@ -15,7 +15,8 @@ import jax
 import numpy as np
 
 from .. import nets as _nets
-from ..dropout import KeptSets, algorithm1, column_condition, kept_sets_from_deltas, make_kept_sets
+from ..cushions import column_ratio
+from ..dropout import KeptSets, algorithm1, kept_sets_from_deltas, make_kept_sets
 from ._edit import EditNet
 from .lemma1 import lemma1
 from .lemma2 import lemma2, lemma2_states, live_units, nonzero_units
@@ -54,7 +55,7 @@ def theorem1(net_a: _nets.Net, keep_a: KeptSets | Sequence[Sequence[int]], net_b
     meta = {"name": "Theorem 1" + (" (compact)" if compact else ""), "compact": compact,
             "kept_a": ka.to_dict(), "kept_b": kb.to_dict(),
             "parts": _parts(("Lemma 1 (θ_A)", len(pa)), ("Lemma 2", len(mid)), ("Lemma 1 (θ_B) reversed", len(pb)))}
-    return Path(segs, meta, check=True)
+    return Path(segs, meta, check=True, connects=(net_a, net_b))
 
 
 def _check_p(p: float, what: str) -> None:
@@ -70,7 +71,8 @@ def lemma3(net: _nets.Net, p: float, key: jax.Array, min_dead: Sequence[int] | N
     Premise ``p ≤ 3/4`` is checked; ``Ω̃(1/h_min) < p`` is asymptotic and recorded as ``p·h_min``.
     ``min_dead[i-1]``: redraw (``fold_in(key, attempt)``) until hidden layer ``i`` has that many
     dropped columns; raise after ``max_resamples`` draws. ``meta`` holds the masks, kept sets,
-    draws used and the column condition ``max_j ‖[A_i]_j‖/(√p‖A_i‖_F)`` per layer 2..d.
+    draws used and the column condition ``max_j ‖[A_i]_j‖/(√p‖A_i‖_F)`` per layer 2..d (operator norms,
+    :func:`stability.cushions.column_ratio`).
     """
     _check_p(p, what)
     if net.depth < 2:
@@ -90,9 +92,9 @@ def lemma3(net: _nets.Net, p: float, key: jax.Array, min_dead: Sequence[int] | N
     meta = {"name": what, "p": p, "draws": attempt + 1, "dropped": dropped,
             "deltas": [np.asarray(x).tolist() for x in deltas],
             "kept": kept_sets_from_deltas(deltas, p).to_dict(), "p_times_hmin": p * min(hs),
-            "column_condition": column_condition(net, p)}
+            "column_condition": column_ratio(net, p)[1:].tolist()}
     seg = Segment(net, theta1, "dropout_interpolation", f"{what}, θ→θ¹ (Algorithm 1, p = {p:g})")
-    return Path([seg], meta)
+    return Path([seg], meta, connects=(net, theta1))
 
 
 def theorem2(net_a: _nets.Net, net_b: _nets.Net, key: jax.Array, p: float = 0.75,
@@ -112,7 +114,7 @@ def theorem2(net_a: _nets.Net, net_b: _nets.Net, key: jax.Array, p: float = 0.75
     segs = (list(la.segments) + _relabel(mid, "Lemma 2,", "Lemma 2 (θ¹_A→θ¹_B),") + list(lb.reversed().segments))
     meta = {"name": "Theorem 2", "p": p, "lemma3_a": la.meta, "lemma3_b": lb.meta,
             "parts": _parts(("Lemma 3 (θ_A)", 1), ("Lemma 2", 8), ("Lemma 3 (θ_B) reversed", 1))}
-    return Path(segs, meta, check=True)
+    return Path(segs, meta, check=True, connects=(net_a, net_b))
 
 
 # --------------------------------------------------------------------------- Theorem 3
@@ -219,4 +221,4 @@ def theorem3(net_a: _nets.Net, net_b: _nets.Net, narrow: _nets.Net, p: float, ke
             "lemma3_a": la.meta, "lemma3_b": lb.meta, "narrow_waypoint": 1 + len(mid1),
             "parts": _parts(("Lemma 3 (θ_A)", 1), ("Lemma 2 → θ*", 8), ("Lemma 2 segs 1–3 → θ¹_B", 3),
                             ("Lemma 3 (θ_B) reversed", 1))}
-    return Path(segs, meta, check=True)
+    return Path(segs, meta, check=True, connects=(net_a, net_b))

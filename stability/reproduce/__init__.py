@@ -1,4 +1,4 @@
-"""``stability reproduce NAME``: the papers' figures and tables from one command (SPEC §8–§9).
+"""``stability reproduce NAME``: the papers' figures and tables from one command (docs/THEORY.md §8–§9).
 
 * ``kuditipudi-fig2`` — MNIST conv nets (Appendix D.1): dropout stability vs 1−p, the straight path to a
   p = 0.2 dropout version, narrow nets, and the certified connecting path through a narrow subnetwork;

@@ -132,3 +132,14 @@ def register(name: str, title: str, paper: str, needs: str = "") -> Callable:
         return fn
 
     return deco
+
+
+def vacuity_text(noise: dict[str, Any]) -> str:
+    """``"vacuity ratio √p·ε / loss range = 812 (the bound is vacuous on these nets)"`` for a Theorem 2/3 verdict's
+    ``noise`` dict (docs/THEORY.md §10), or why the ratio is undefined."""
+    r = noise["vacuity_ratio"]
+    if r is None:
+        return (f"vacuity ratio undefined (an end net is no better than the zero-output net: loss range "
+                f"{noise['loss_range']:.3g})")
+    return f"vacuity ratio √p·ε / loss range = {r:.3g}" + (" (the bound is vacuous on these nets)" if r > 1 else
+                                                             " (the bound is informative)")
