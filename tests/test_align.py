@@ -87,9 +87,6 @@ def test_weight_matching_recovers_a_permuted_copy(x64, net, data):
     assert bitwise_equal(res.aligned, net) and res.converged
     assert res.objective_after == pytest.approx(align.weight_objective(net, net), rel=1e-12)
     assert res.distance_after == 0.0
-    # the straight line θ_A → π(θ_B) is one point: its loss is exactly constant (barrier exactly 0)
-    line = evaluate_line(net, res.aligned, TS, x, y)
-    assert line.loss.max() - max(line.loss[0], line.loss[-1]) == 0.0 and np.ptp(line.loss) == 0.0
     if any(np.any(p != np.arange(p.size)) for p in perms):  # negative control: the unaligned copy differs
         assert not bitwise_equal(b, net)
 
@@ -120,8 +117,22 @@ def test_activation_matching_recovers_a_permuted_copy(x64, net, data, objective)
         assert res.objective_after == pytest.approx(sum(nets.widths(net)), rel=1e-9)  # every matched corr = 1
     else:
         assert res.objective_after == pytest.approx(0.0, abs=1e-9)
-    line = evaluate_line(net, res.aligned, TS, x, y)
-    assert np.ptp(line.loss) == 0.0
+
+
+@pytest.mark.parametrize("arch", [_POOL[1], _POOL[2]], ids=["dense", "conv"])
+def test_straight_line_to_the_aligned_copy_has_barrier_exactly_zero(x64, arch):
+    """θ_A and a permuted copy: after either matching the straight line is one point, so the loss evaluated
+    along it is exactly constant (barrier exactly 0); along the line to the unaligned copy it is not."""
+    net = random_net(arch, 3)
+    x, y = _data(net)
+    rng = np.random.default_rng(3)
+    b = align.apply_perms(net, [rng.permutation(h) for h in nets.widths(net)])
+    assert _distinct_activations(net, x)
+    for res in (align.weight_matching(net, b, init="forward", x=x), align.activation_matching(net, b, x)):
+        line = evaluate_line(net, res.aligned, TS, x, y)
+        assert line.loss.max() - max(line.loss[0], line.loss[-1]) == 0.0 and np.ptp(line.loss) == 0.0
+    unaligned = evaluate_line(net, b, TS, x, y)  # negative control: the same evaluation sees the difference
+    assert np.ptp(unaligned.loss) > 1e-3
 
 
 # --------------------------------------------------------------------------- two independent nets
