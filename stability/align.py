@@ -529,4 +529,4 @@ def permutation_path(net: _nets.Net, perms: Perms, *, widen: bool = False) -> Pa
             "perms": [p.tolist() for p in perms_t],
             "note": ("the path lives in the widened architecture: θ_B and its permuted copy embedded with zero "
                      "units at positions h_i..H_i−1" if widened else "the path lives in the net's own architecture")}
-    return Path(path.segments, meta, check=False)
+    return Path(path.segments, meta, check=False, connects=(start, end))

@@ -197,13 +197,13 @@ def test_permutation_path_certifies_in_the_widened_architecture(x64, net, data):
     assert bitwise_equal(path.start, embed_narrow(net, arch))
     assert bitwise_equal(path.end, embed_narrow(align.apply_perms(net, perms), arch))
     cert = certify(path)
-    assert cert.ok and [v.status for v in cert.verdicts] == ["certified"] * 5, cert.summary()
+    assert cert.ok and [v.status for v in cert.verdicts] == ["proved"] * 5, cert.summary()
     # negative control: tamper the last way point (the top layer doubled) → the last segment fails
     last = path.segments[-1]
     bad = last.end.replace_layer(net.depth - 1, w=last.end.layers[-1]["w"] * 2)
     tampered = path.replace_segment(path.n_segments - 1, Segment(last.start, bad, last.claim, last.label))
     cert_bad = certify(tampered)
-    assert not cert_bad.ok and cert_bad.verdicts[-1].status == "failed"
+    assert not cert_bad.ok and cert_bad.verdicts[-1].status == "refuted"
 
 
 @EXAMPLES
