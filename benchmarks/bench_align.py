@@ -20,10 +20,12 @@ import time
 import jax
 import numpy as np
 
-from stability import align, data, nets
-from stability.evaluate import evaluate_line
-from stability.report import machine_description
-from stability.train import TrainConfig, fit
+from stability.theory import align
+from stability import data
+from stability.core import nets
+from stability.core.evaluate import evaluate_line
+from stability.app.report import machine_description
+from stability.core.train import TrainConfig, fit
 
 from _table import emit
 

@@ -40,12 +40,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from stability import batchnorm, curves, nets
-from stability.evaluate import choose_sizes, evaluate
-from stability.flax_models import MLPBN
-from stability.losses import accuracy, cross_entropy
-from stability.report import machine_description
-from stability.train import MinibatchOrder, TrainConfig, fit, make_optimizer
+from stability.curves import batchnorm
+from stability.curves import curve as curves
+from stability.core import nets
+from stability.core.evaluate import choose_sizes, evaluate
+from stability.curves.flax_models import MLPBN
+from stability.core.losses import accuracy, cross_entropy
+from stability.app.report import machine_description
+from stability.core.train import MinibatchOrder, TrainConfig, fit, make_optimizer
 
 from _table import best_time, emit, per_point_means, timed
 

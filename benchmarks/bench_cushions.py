@@ -27,9 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stability import cushions, nets
-from stability.cushions import _norm, _step
-from stability.report import machine_description
+from stability.theory import cushions
+from stability.core import nets
+from stability.theory.cushions import _norm, _step
+from stability.app.report import machine_description
 
 from _table import emit
 
@@ -112,7 +113,7 @@ def baseline(net: nets.Net, x, deltas, ts, batch: int, starts: tuple[int, ...]):
 def digits_conv(seed: int):
     """Digits 8×8×1 images and a conv net 16-16-16 (max pool after the first) trained for 600 SGD steps."""
     from stability import data
-    from stability.train import TrainConfig, fit
+    from stability.core.train import TrainConfig, fit
 
     ds = data.load("digits", layout="image")
     x = np.concatenate([ds.x_train, ds.x_test])

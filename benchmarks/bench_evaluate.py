@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stability import nets
-from stability.evaluate import evaluate_line
-from stability.losses import accuracy, cross_entropy
-from stability.report import machine_description
+from stability.core import nets
+from stability.core.evaluate import evaluate_line
+from stability.core.losses import accuracy, cross_entropy
+from stability.app.report import machine_description
 
 from _table import best_time, emit, per_point_means
 

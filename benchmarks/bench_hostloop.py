@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stability import nets
-from stability.losses import cross_entropy
-from stability.report import machine_description
+from stability.core import nets
+from stability.core.losses import cross_entropy
+from stability.app.report import machine_description
 
 from _table import best_time, emit
 

@@ -20,10 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stability import apply, dropout, nets
-from stability.losses import accuracy, cross_entropy
-from stability.paths import Path, theorem1
-from stability.report import machine_description
+from stability.theory import dropout
+from stability.core import nets
+from stability import apply
+from stability.core.losses import accuracy, cross_entropy
+from stability.theory.paths import Path, theorem1
+from stability.app.report import machine_description
 
 from _table import emit, timed
 

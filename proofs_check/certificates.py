@@ -37,9 +37,9 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from stability import nets as _nets
-from stability.losses import Loss, cross_entropy, get_loss
-from stability.paths.path import CLAIM_KINDS, Path
+from stability.core import nets as _nets
+from stability.core.losses import Loss, cross_entropy, get_loss
+from stability.theory.paths.path import CLAIM_KINDS, Path
 
 __all__ = ["Fault", "SegmentVerdict", "Certificate", "Status", "STATUSES", "certify", "certify_segment",
            "dead_closure", "quotient_classes"]

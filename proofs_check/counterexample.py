@@ -26,9 +26,9 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from stability import counterexample as ce
-from stability import nets as _nets
-from stability.losses import squared_error
+from stability.theory import counterexample as ce
+from stability.core import nets as _nets
+from stability.core.losses import squared_error
 
 __all__ = ["Fact", "Thm4Verdict", "check_identity", "check_minimizers", "check_lemma6_facts", "check_theorem4"]
 

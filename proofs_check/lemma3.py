@@ -30,10 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stability import cushions as _cushions
-from stability import nets as _nets
-from stability.evaluate import evaluate
-from stability.losses import Loss, cross_entropy, get_loss
+from stability.theory import cushions as _cushions
+from stability.core import nets as _nets
+from stability.core.evaluate import evaluate
+from stability.core.losses import Loss, cross_entropy, get_loss
 
 from .noise_bound import Lemma3Bound, lemma3_bound, zero_output_loss
 

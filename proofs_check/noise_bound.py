@@ -39,9 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stability import cushions as _cushions
-from stability import nets as _nets
-from stability.losses import Loss, get_loss
+from stability.theory import cushions as _cushions
+from stability.core import nets as _nets
+from stability.core.losses import Loss, get_loss
 
 __all__ = ["Premise", "PremiseStatus", "Lemma3Bound", "lemma3_bound", "lipschitz_in_t", "zero_output_loss"]
 

@@ -44,12 +44,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stability import cushions as _cushions
-from stability import nets as _nets
-from stability.dropout import KeptSets, dropout_stability, make_kept_sets
-from stability.evaluate import EvalResult, choose_sizes, evaluate_line, evaluate_nets
-from stability.losses import Loss, cross_entropy, get_loss
-from stability.paths import Path, PathEval, lemma1, lemma2, path_point, theorem1, theorem2, theorem3
+from stability.theory import cushions as _cushions
+from stability.core import nets as _nets
+from stability.theory.dropout import KeptSets, dropout_stability, make_kept_sets
+from stability.core.evaluate import EvalResult, choose_sizes, evaluate_line, evaluate_nets
+from stability.core.losses import Loss, cross_entropy, get_loss
+from stability.theory.paths import lemma1
+from stability.theory.paths import lemma2
+from stability.theory.paths import Path, PathEval, path_point, theorem1, theorem2, theorem3
 
 from .certificates import Certificate, certify
 from .noise_bound import Lemma3Bound, Premise, lemma3_bound, zero_output_loss

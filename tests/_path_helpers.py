@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 
-from stability import nets
-from stability.paths import Path
+from stability.core import nets
+from stability.theory.paths import Path
 from tests.strategies import conv_nets, dense_nets, inputs, random_net  # noqa: F401  (re-exported for the path tests)
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stability import reproduce
+from stability.app import reproduce
 
 
 def summary(out: Path) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 
-from stability import nets
+from stability.core import nets
 
 
 @st.composite

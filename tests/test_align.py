@@ -13,9 +13,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from proofs_check import certify
-from stability import align, nets
-from stability.evaluate import evaluate_line
-from stability.paths import Segment, embed_narrow
+from stability.theory import align
+from stability.core import nets
+from stability.core.evaluate import evaluate_line
+from stability.theory.paths import Segment, embed_narrow
 from tests._path_helpers import bitwise_equal, half_zero, random_net
 
 EXAMPLES = settings(max_examples=int(os.environ.get("ALIGN_EXAMPLES", "12")), deadline=None)

@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stability import batchnorm, evaluate
-from stability.flax_models import VGG, MLPBN
+from stability.curves import batchnorm
+from stability.core import evaluate
+from stability.curves.flax_models import VGG, MLPBN
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def test_train_mode_apply_and_vgg_model():
 def test_curve_training_and_evaluation_on_a_batchnorm_model():
     """A Bezier curve between two BN nets: trained with minibatch statistics, evaluated with the
     statistics recomputed at every t (vmapped), ends reproduce each end model's recomputed statistics."""
-    from stability import curves
+    from stability.curves import curve as curves
 
     model = MLPBN(widths=(16,), classes=3)
     rng = np.random.default_rng(1)

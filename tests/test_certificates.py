@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proofs_check import certify, certify_segment, dead_closure
-from stability import nets
-from stability.losses import Loss, cross_entropy, squared_error
-from stability.paths import Path, Segment, lemma1, theorem1, theorem2
+from stability.core import nets
+from stability.core.losses import Loss, cross_entropy, squared_error
+from stability.theory.paths import lemma1
+from stability.theory.paths import Path, Segment, theorem1, theorem2
 from tests._path_helpers import apply, inputs, kept_sets, lerp_np, random_net, same_arch_pair, small_nets
 
 FAST = settings(max_examples=int(os.environ.get("PATHS_EXAMPLES", "25")), deadline=None)

@@ -8,16 +8,16 @@ import sys
 
 import pytest
 
-from stability import checkpoint
-from stability.cli import build_parser, main
+from stability.core import checkpoint
+from stability.app.cli import build_parser, main
 
 
 def test_help_everywhere():
     for argv in (["--help"], ["demo", "--help"], ["train", "--help"]):
-        r = subprocess.run([sys.executable, "-m", "stability.cli", *argv], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "stability.app.cli", *argv], capture_output=True, text=True)
         assert r.returncode == 0 and "usage:" in r.stdout
     for name in build_parser()._subparsers._group_actions[0].choices:
-        r = subprocess.run([sys.executable, "-m", "stability.cli", name, "--help"], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "stability.app.cli", name, "--help"], capture_output=True, text=True)
         assert r.returncode == 0, name
 
 

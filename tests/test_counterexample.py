@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proofs_check.counterexample import check_identity, check_lemma6_facts, check_theorem4
-from stability import counterexample as ce
-from stability import evaluate
-from stability.losses import squared_error
+from stability.theory import counterexample as ce
+from stability.core import evaluate
+from stability.core.losses import squared_error
 
 # Written out by hand from docs/THEORY.md §7 / the appendix's Figure 4 for h = 3 (k, l, m, n) = (4, 8, 11, 15).
 H3 = np.array([
@@ -146,8 +146,8 @@ def test_minimizer_permutations_and_control_data():
 
 def test_barrier_study_and_demo_section_write_their_outputs(tmp_path, monkeypatch):
     """A tiny-budget run of the whole pipeline: JSON + PNGs, the summary table, and the report section."""
-    from stability import counterexample_demo
-    from stability.report import Report
+    from stability.app.sections import counterexample as counterexample_demo
+    from stability.app.report import Report
 
     tiny = ce.StudyConfig(kinds=("polychain",), bends=(3,), restarts=2, via_crossing=1, steps=300, grid=21,
                           crossing_restarts=2, crossing_steps=300, control_students=2, control_steps=300,

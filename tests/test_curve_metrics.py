@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stability import curve_metrics, evaluate, nets
+from stability.curves import metrics as curve_metrics
+from stability.core import evaluate
+from stability.core import nets
 from tests.strategies import inputs, random_net
 
 

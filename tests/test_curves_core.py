@@ -13,7 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stability import curves, evaluate, losses, nets
+from stability.curves import curve as curves
+from stability.core import evaluate
+from stability.core import losses
+from stability.core import nets
 
 
 point = jax.jit(curves.point)  # compiled once per curve structure: keeps the hypothesis tests fast

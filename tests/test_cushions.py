@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from stability import cushions, nets
+from stability.theory import cushions
+from stability.core import nets
 from tests.strategies import any_nets, conv_nets, inputs, random_net
 
 FAST = settings(max_examples=10, deadline=None, derandomize=True,
@@ -447,8 +448,9 @@ def _digits_net(seed: int) -> nets.Net:
 def test_cli_writes_arrays_histograms_and_lemma3(tmp_path):
     import argparse
 
-    from stability import checkpoint, cushion_plots
-    from stability.cushions_cli import add_cushions_parser
+    from stability.core import checkpoint
+    from stability.plots import cushions as cushion_plots
+    from stability.app.sections.cushions import add_cushions_parser
 
     ck = checkpoint.save(tmp_path / "net.npz", _digits_net(0))
     parser = argparse.ArgumentParser(prog="stability")
@@ -483,9 +485,9 @@ def test_cli_writes_arrays_histograms_and_lemma3(tmp_path):
 
 def test_demo_section(tmp_path):
     from stability import data
-    from stability.cli import DemoContext
-    from stability.cushions_cli import add_cushions_section
-    from stability.report import Report
+    from stability.app.cli import DemoContext
+    from stability.app.sections.cushions import add_cushions_section
+    from stability.app.report import Report
 
     ds = data.load("digits")
     ctx = DemoContext(_digits_net(1), _digits_net(2), ds.x_train[:60], ds.y_train[:60], ds.x_test, ds.y_test,

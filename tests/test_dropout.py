@@ -12,8 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stability import cushions, dropout, nets
-from stability.evaluate import evaluate_nets
+from stability.theory import cushions
+from stability.theory import dropout
+from stability.core import nets
+from stability.core.evaluate import evaluate_nets
 from tests._path_helpers import apply, inputs, kept_sets, random_net, small_nets
 
 
@@ -70,14 +72,16 @@ def test_measured_epsilon_is_max_over_theta_i():
 
 def test_kept_sets_validate_definition_1():
     net = random_net(nets.Arch(in_shape=(3,), widths=(5, 4, 2)), 0)
-    ks = dropout.make_kept_sets(net, [[4, 0, 0], [1]], [2.0, 1.5])
+    ks = dropout.make_kept_sets(net, [[4, 0], [1]], [2.0, 1.5])
     assert [k.tolist() for k in ks.keep] == [[0, 4], [1]] and ks.r == (2.0, 1.5)
+    with pytest.raises(ValueError, match="hidden layer 1: duplicate unit indices"):  # no silent de-duplication
+        dropout.make_kept_sets(net, [[4, 0, 0], [1]], [2.0, 1.5])
     assert [d.tolist() for d in ks.dropped(net)] == [[1, 2, 3], [0, 2, 3]]
     with pytest.raises(ValueError, match=r"Definition 1 premise \|K_2\| ≤ ⌊h_2/2⌋"):
         dropout.make_kept_sets(net, [[0], [0, 1, 2]], 2.0).check(net)
     dropout.make_kept_sets(net, [[0], [0, 1, 2]], 2.0).check(net, definition1=False)
     with pytest.raises(ValueError, match="outside"):
-        dropout.make_kept_sets(net, [[5], [0]], 2.0).check(net)
+        dropout.make_kept_sets(net, [[5], [0]], 2.0)
     with pytest.raises(ValueError, match="finite positive"):
         dropout.KeptSets(([0], [0]), (2.0, -1.0))
     with pytest.raises(IndexError, match="1 ≤ i < d"):

@@ -7,8 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stability import data, ensembles, nets
-from stability.train import TrainConfig, fit
+from stability import data
+from stability.curves import ensembles
+from stability.core import nets
+from stability.core.train import TrainConfig, fit
 
 
 @pytest.mark.parametrize("c", [2, 4, 10])
@@ -79,7 +81,8 @@ def test_compare_budgets_table_layout():
 
 
 def test_curve_ensemble_and_figure4_pair_ensembles():
-    from stability import curves, evaluate
+    from stability.curves import curve as curves
+    from stability.core import evaluate
 
     ds = data.load("digits").subset(n_train=500)
     cfg = TrainConfig(steps=200, lr=0.1, log_every=100)

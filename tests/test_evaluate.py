@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stability import losses, nets
-from stability.evaluate import choose_sizes, evaluate, evaluate_line, evaluate_nets, line_point
+from stability.core import losses
+from stability.core import nets
+from stability.core.evaluate import choose_sizes, evaluate, evaluate_line, evaluate_nets, line_point
 from tests.strategies import inputs, random_net
 
 

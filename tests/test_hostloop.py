@@ -7,10 +7,11 @@ import jax
 import numpy as np
 import pytest
 
-from stability import curves, nets
-from stability.evaluate import evaluate_line
-from stability.hostloop import use_host_loop
-from stability.train import TrainConfig, fit
+from stability.curves import curve as curves
+from stability.core import nets
+from stability.core.evaluate import evaluate_line
+from stability.core.hostloop import use_host_loop
+from stability.core.train import TrainConfig, fit
 from tests.strategies import random_net
 
 

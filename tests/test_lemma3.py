@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from proofs_check.lemma3 import Lemma3Check, check_lemma3
-from stability import cushions, nets
-from stability.losses import cross_entropy
+from stability.theory import cushions
+from stability.core import nets
+from stability.core.losses import cross_entropy
 from tests.strategies import random_net
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stability import losses
+from stability.core import losses
 
 
 def test_cross_entropy_matches_log_softmax():

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stability import nets
+from stability.core import nets
 from tests.strategies import any_nets, conv_nets, dense_nets, inputs
 
 

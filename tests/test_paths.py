@@ -15,11 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proofs_check import certify
-from stability import dropout, nets
-from stability.evaluate import evaluate_line
-from stability.losses import cross_entropy
-from stability.paths import (Path, Segment, embed_narrow, lemma1, lemma2, lemma3, lemma4, theorem1, theorem2,
-                             theorem3, theta_k)
+from stability.theory import dropout
+from stability.core import nets
+from stability.core.evaluate import evaluate_line
+from stability.core.losses import cross_entropy
+from stability.theory.paths import lemma1
+from stability.theory.paths import lemma2
+from stability.theory.paths import Path, Segment, embed_narrow, lemma3, lemma4, theorem1, theorem2, theorem3, theta_k
 from tests._path_helpers import (apply, bitwise_equal, check_function_preserved, half_zero, inputs, kept_sets,
                                  leaves, max_abs_diff, narrow_arch, random_net, same_arch_pair, small_nets)
 

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from stability import losses, nets, planes
+from stability.core import losses
+from stability.core import nets
+from stability.curves import planes
 from tests.strategies import inputs, random_net
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stability import reproduce
-from stability.cli import main
+from stability.app import reproduce
+from stability.app.cli import main
 from tests._reproduce_helpers import quick_run, summary
 
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from stability.reproduce import kuditipudi_fig2 as fig2
+from stability.app.reproduce import kuditipudi_fig2 as fig2
 from tests._reproduce_helpers import quick_run, summary
 
 FIGURES = ("fig2_left.png", "fig2_centre.png", "fig2_right.png", "fig2_theorem3.png")

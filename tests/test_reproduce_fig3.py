@@ -12,11 +12,11 @@ import jax
 import numpy as np
 import pytest
 
-from stability import reproduce
+from stability.app import reproduce
 from stability.data import DataNotFoundError
-from stability.report import Report
-from stability.reproduce import ReproContext
-from stability.reproduce import kuditipudi_fig3 as fig3
+from stability.app.report import Report
+from stability.app.reproduce import ReproContext
+from stability.app.reproduce import kuditipudi_fig3 as fig3
 from tests._reproduce_helpers import quick_run, summary
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from proofs_check import check_lemma1, check_lemma2, check_path, check_theorem1, check_theorem2, check_theorem3
-from stability import dropout, nets
-from stability.paths import Path, Segment
+from stability.theory import dropout
+from stability.core import nets
+from stability.theory.paths import Path, Segment
 from tests._path_helpers import inputs, random_net
 
 
@@ -59,7 +60,7 @@ def test_check_lemma2_and_theorem1(x64):
     assert set(parts) == {"Lemma 1 (θ_A)", "Lemma 2", "Lemma 1 (θ_B) reversed"}
     assert v.line is not None and v.line.loss.shape == (v.n_segments * 11,)
     # Lemma 2 alone between the two dropout versions: bounded by the max of its ends
-    from stability.paths import theta_k
+    from stability.theory.paths import theta_k
     a1, b1 = theta_k(a, ka, 1, 2.0), theta_k(b, kb, 1, 2.0)
     v2 = check_lemma2(a1, b1, x, y, points_per_segment=11, line=False)
     assert v2.certified and v2.verdict == "holds" and v2.n_segments == 8 and v2.line is None, v2.summary()
@@ -108,7 +109,7 @@ def _digits():
 def test_trained_digits_theorem1_below_bound_and_far_below_the_straight_line():
     """Two MLPs trained with dropout on digits: the Theorem 1 path (greedy kept sets) stays below
     max{L_A, L_B} + ε (+ tolerance) while the straight line's barrier is far above it."""
-    from stability.train import TrainConfig, fit
+    from stability.core.train import TrainConfig, fit
 
     t0 = time.perf_counter()
     x, y = _digits()
@@ -139,9 +140,9 @@ def test_demo_section_writes_numbers_and_figures(tmp_path, monkeypatch):
     import json
     from types import SimpleNamespace
 
-    from stability.paths import demo
-    from stability.paths.demo import add_paths_section
-    from stability.report import Report
+    from stability.app.sections import paths as demo
+    from stability.app.sections.paths import add_paths_section
+    from stability.app.report import Report
 
     def narrow(net, x, y, quick, seed):
         hstar = tuple(max(1, h // 8) for h in nets.widths(net))

@@ -7,8 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stability import checkpoint, data, nets
-from stability.train import TrainConfig, dropout_scales, fit, make_schedule
+from stability.core import checkpoint
+from stability import data
+from stability.core import nets
+from stability.core.train import TrainConfig, dropout_scales, fit, make_schedule
 
 
 def leaves(net):

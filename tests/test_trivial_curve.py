@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stability import curves, evaluate, nets
+from stability.curves import curve as curves
+from stability.core import evaluate
+from stability.core import nets
 from tests.strategies import any_nets, inputs
 
 

@@ -17,9 +17,12 @@ from hypothesis import strategies as st
 from proofs_check import certify
 from proofs_check.lemma3 import check_lemma3
 from proofs_check.theorems import check_theorem1_path, check_theorem2, check_theorem3
-from stability import cushions, data, dropout, nets
-from stability.paths import Path, Segment, theorem1
-from stability.train import TrainConfig, fit
+from stability.theory import cushions
+from stability import data
+from stability.theory import dropout
+from stability.core import nets
+from stability.theory.paths import Path, Segment, theorem1
+from stability.core.train import TrainConfig, fit
 from tests._path_helpers import bitwise_equal, kept_sets, same_arch_pair, small_nets
 from tests.strategies import conv_nets, random_net
 from tests.test_cushions import layer_operator

@@ -1,0 +1,426 @@
+"""The ``stability`` command line: ``demo`` (the main job) and ``train``.
+
+Every command writes its results into one directory (``summary.json``, ``report.md``, PNGs),
+atomically, and prints progress lines to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+__all__ = ["main", "DemoContext", "demo_sections"]
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass
+class DemoContext:
+    """What every demo section receives: the two trained nets, the data and the run's options."""
+
+    net_a: Any
+    net_b: Any
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    quick: bool
+    seed: int
+    dataset: Any = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _section_straight_line(report, ctx: DemoContext) -> dict[str, Any]:
+    from stability.plots import along as plots
+    from stability.core.evaluate import evaluate_line
+
+    n_points = 61 if ctx.quick else 121
+    t0 = time.perf_counter()
+    tr = evaluate_line(ctx.net_a, ctx.net_b, n_points, ctx.x_train, ctx.y_train)
+    te = evaluate_line(ctx.net_a, ctx.net_b, n_points, ctx.x_test, ctx.y_test)
+    secs = time.perf_counter() - t0
+    ends = max(tr.loss[0], tr.loss[-1])
+    sec = report.section("straight_line", "The straight line between the two nets")
+    sec.text(
+        f"Loss and accuracy at {n_points} equally spaced points of θ(t) = (1−t)·θ_A + t·θ_B, "
+        f"evaluated in one batched call per split ({secs:.2f} s for both splits)."
+    )
+    sec.table(
+        ["", "train loss", "train acc", "test loss", "test acc"],
+        [["θ_A (t=0)", float(tr.loss[0]), float(tr.acc[0]), float(te.loss[0]), float(te.acc[0])],
+         ["θ_B (t=1)", float(tr.loss[-1]), float(tr.acc[-1]), float(te.loss[-1]), float(te.acc[-1])],
+         [f"max over t (at t={tr.ts[np.argmax(tr.loss)]:.3f})", float(tr.loss.max()), float(tr.acc.min()),
+          float(te.loss.max()), float(te.acc.min())]],
+    )
+    sec.text(f"Barrier (max train loss − max end-point loss): **{tr.loss.max() - ends:.4f}**.")
+    fig = plots.plot_along({"train": tr, "test": te}, title="straight line θ_A → θ_B")
+    report.figure(sec, fig, "straight_line.png", "Loss and accuracy along the straight line")
+    sec.data.update(points=n_points, train=tr.to_dict(), test=te.to_dict(), barrier=float(tr.loss.max() - ends),
+                    max_train_loss=float(tr.loss.max()), eval_seconds=secs)
+    report.add(sec)
+    return sec.data
+
+
+def demo_sections() -> list[tuple[str, Callable]]:
+    """Every analysis of the demo report, in report order (imported lazily: the CLI starts fast)."""
+    from stability.app.sections.counterexample import add_counterexample_section
+    from stability.app.sections.curves import add_curves_section
+    from stability.app.sections.cushions import add_cushions_section
+    from stability.app.sections.paths import add_paths_section
+
+    return [("straight_line", _section_straight_line), ("paths", add_paths_section),
+            ("cushions", add_cushions_section), ("curves", add_curves_section),
+            ("counterexample", add_counterexample_section)]
+
+
+def _train_pair(ds, quick: bool, seed: int, widths: Sequence[int], log: Callable[[str], None]):
+    import jax
+
+    from stability.core import nets
+    from stability.core.train import TrainConfig, fit
+
+    cfg = TrainConfig(steps=1500 if quick else 5000, batch_size=64, optimizer="sgd", lr=0.1, schedule="cosine",
+                      dropout=0.1, log_every=500 if quick else 1000)
+    out = []
+    for k, s in enumerate((seed, seed + 1)):
+        log(f"training net {'AB'[k]} (seed {s}, {cfg.steps} steps)")
+        net = nets.mlp(jax.random.PRNGKey(s), (ds.input_shape[0], *widths, ds.num_classes))
+        net, hist = fit(net, ds.x_train, ds.y_train, dataclasses.replace(cfg, seed=s),
+                        x_test=ds.x_test, y_test=ds.y_test, log=log)
+        out.append((net, hist))
+    return out, cfg
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stability.core import checkpoint
+    from stability import data
+    from stability.plots import along as plots
+    from stability.app.report import Report
+
+    sections = demo_sections()
+    unknown = set(args.only or ()) - {name for name, _ in sections}
+    if unknown:
+        raise ValueError(f"unknown demo section(s) {sorted(unknown)}; known: {[n for n, _ in sections]}")
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    report = Report(out, title="stability demo: two nets on the digits data")
+    report.meta["command"] = "stability " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report.meta["seed"] = args.seed
+    ds = data.load("digits")
+    _log(f"data: {ds.summary()}")
+    widths = (64, 64)
+    (pair, cfg) = _train_pair(ds, args.quick, args.seed, widths, _log)
+    (net_a, hist_a), (net_b, hist_b) = pair
+    checkpoint.save(out / "net_a.npz", net_a, {"seed": args.seed, "train": cfg.to_dict()})
+    checkpoint.save(out / "net_b.npz", net_b, {"seed": args.seed + 1, "train": cfg.to_dict()})
+
+    sec = report.section("setup", "Data and training")
+    sec.text(f"Data: {ds.summary()}. Two dense ReLU nets {ds.input_shape[0]}–{'–'.join(map(str, widths))}–"
+             f"{ds.num_classes}, trained from seeds {args.seed} and {args.seed + 1} "
+             f"({cfg.steps} SGD steps, batch {cfg.batch_size}, lr {cfg.lr} {cfg.schedule}, dropout {cfg.dropout}). "
+             f"Checkpoints: `net_a.npz`, `net_b.npz`.")
+    sec.table(["net", "final train loss", "test loss", "test acc"],
+              [["A", hist_a["loss"][-1], hist_a["test_loss"][-1], hist_a["test_acc"][-1]],
+               ["B", hist_b["loss"][-1], hist_b["test_loss"][-1], hist_b["test_acc"][-1]]])
+    report.figure(sec, plots.plot_history({"A": hist_a, "B": hist_b}), "training.png", "Training curves")
+    sec.data.update(dataset=ds.summary(), widths=list(widths), train_config=cfg.to_dict(),
+                    history_a=hist_a, history_b=hist_b)
+    report.add(sec)
+
+    ctx = DemoContext(net_a, net_b, ds.x_train, ds.y_train, ds.x_test, ds.y_test, args.quick, args.seed, ds)
+    for name, fn in sections:
+        if args.only and name not in args.only:
+            continue
+        _log(f"section: {name}")
+        fn(report, ctx)
+    report.meta["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    report.write()
+    _log(f"wrote {out / 'report.md'} and {out / 'summary.json'} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _parse_ints(s: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in s.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {s!r}")
+    return vals
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import jax
+
+    from stability.core import checkpoint
+    from stability import data
+    from stability.core import nets
+    from stability.core.io import write_json
+    from stability.core.train import TrainConfig, fit
+
+    kwargs = {"layout": "image"} if args.arch == "conv" else {}
+    if args.source:
+        kwargs["source"] = args.source
+    ds = data.load(args.data, **kwargs)
+    if args.n_train:
+        ds = ds.subset(n_train=args.n_train)
+    _log(f"data: {ds.summary()}")
+    key = jax.random.PRNGKey(args.seed)
+    classes = ds.num_classes or 1
+    if args.arch == "mlp":
+        net = nets.mlp(key, (int(np.prod(ds.input_shape)), *args.widths, classes), bias=not args.no_bias)
+    else:
+        net = nets.conv(key, ds.input_shape, args.widths, classes, pool=None if args.pool == "none" else args.pool,
+                        bias=not args.no_bias, head=args.head)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                      schedule=args.schedule, weight_decay=args.weight_decay, dropout=args.dropout,
+                      loss="cross_entropy" if ds.task == "classification" else "squared_error", seed=args.seed,
+                      log_every=args.log_every)
+    net, hist = fit(net, ds.x_train, ds.y_train, cfg, x_test=ds.x_test, y_test=ds.y_test, log=_log)
+    out = Path(args.out)
+    checkpoint.save(out, net, {"data": args.data, "train": cfg.to_dict(), "history": hist})
+    write_json(out.with_suffix(".json"), {"data": ds.summary(), "arch": net.arch.to_dict(), "train": cfg.to_dict(),
+                                          "history": hist})
+    _log(f"saved {out} (and {out.with_suffix('.json')})")
+    return 0
+
+
+def _load_data_for(net, name: str, source: str | None):
+    from stability import data
+
+    kwargs: dict[str, Any] = {"layout": "image" if net.arch.n_conv else "flat"}
+    if source:
+        kwargs["source"] = source
+    if name == "mnist" and net.arch.n_conv and net.arch.in_shape[0] == 32:
+        kwargs["pad_to"] = 32
+    return data.load(name, **kwargs)
+
+
+def _new_report(out: str, title: str):
+    from stability.app.report import Report
+
+    report = Report(out, title=title)
+    report.meta["command"] = "stability " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return report
+
+
+def cmd_curve(args: argparse.Namespace) -> int:
+    from stability.core import checkpoint
+    from stability.curves import curve as curves
+    from stability.app.sections.curves import curve_rows, plane_figure
+    from stability.curves.metrics import TABLE_COLUMNS
+    from stability.core.evaluate import line_point
+    from stability.core.io import write_json
+    from stability.core.nets import apply, check_same_arch
+
+    a, b = checkpoint.load(args.a), checkpoint.load(args.b)
+    check_same_arch(a, b, "the two checkpoints")
+    ds = _load_data_for(a, args.data, args.source)
+    report = _new_report(args.out, f"Learned {args.kind} curve between {args.a} and {args.b}")
+    make = curves.bezier if args.kind == "bezier" else curves.polychain
+    curve, hist = curves.train_curve(make(a, b, args.bends), apply, ds.x_train, ds.y_train, steps=args.steps,
+                                     batch_size=args.batch_size, lr=args.lr, schedule="cosine", seed=args.seed,
+                                     log_every=max(1, args.steps // 10), log=_log)
+    rows = curve_rows({"Segment": (line_point, (a, b)), args.kind: (curves.curve_point, curve)},
+                      (ds.x_train, ds.y_train), (ds.x_test, ds.y_test), n=args.points)
+    sec = report.section("curve", f"{args.kind} curve with {args.bends} bend(s), {args.steps} steps")
+    sec.table(["curve"] + TABLE_COLUMNS, [[k] + [r["row"][c] for c in TABLE_COLUMNS] for k, r in rows.items()])
+    fig, _ = plane_figure(a, b, curve, ds.x_train, ds.y_train, resolution=args.plane_resolution)
+    report.figure(sec, fig, "plane.png", "Train loss plane through θ_A, the middle bend and θ_B")
+    sec.data.update(rows={k: r["row"] for k, r in rows.items()}, history=hist)
+    report.add(sec)
+    write_json(Path(args.out) / "curve_points.json", {k: {"train": r["train"], "test": r["test"]} for k, r in rows.items()})
+    _log(f"wrote {args.out}/report.md")
+    return 0
+
+
+def cmd_plane(args: argparse.Namespace) -> int:
+    from stability.core import checkpoint
+    from stability.curves import planes
+
+    ws = [checkpoint.load(p) for p in (args.a, args.b, args.c)]
+    ds = _load_data_for(ws[0], args.data, args.source)
+    report = _new_report(args.out, "Loss plane through three nets")
+    p = planes.plane(*ws)
+    grid = planes.evaluate_plane(p, ds.x_train, ds.y_train, resolution=args.resolution, progress=True)
+    sec = report.section("plane", "Train loss on the plane")
+    report.figure(sec, planes.plot_plane(p, grid, {"segment A→C": [ws[0], ws[2]]}, labels=("A", "B", "C")),
+                  "plane.png", "Train loss on the plane through the three checkpoints")
+    sec.data.update(coords=p.coords, a=grid["a"], b=grid["b"], loss=grid["loss"], acc=grid["acc"])
+    report.add(sec)
+    _log(f"wrote {args.out}/report.md")
+    return 0
+
+
+def cmd_fge(args: argparse.Namespace) -> int:
+    import jax
+
+    from stability import data
+    from stability.curves import ensembles
+    from stability.core import nets
+    from stability.core.train import TrainConfig
+
+    ds = data.load(args.data)
+    if args.n_train:
+        ds = ds.subset(n_train=args.n_train)
+    report = _new_report(args.out, f"FGE vs snapshot vs independent ensembles on {args.data}")
+    cfg = TrainConfig(steps=args.budget_steps, batch_size=64, optimizer="momentum", lr=args.lr, schedule="cosine",
+                      seed=args.seed, log_every=max(1, args.budget_steps // 4))
+    make = lambda s: nets.mlp(jax.random.PRNGKey(s), (ds.input_shape[0], *args.widths, ds.num_classes))  # noqa: E731
+    rows = ensembles.compare_budgets(make, ds, cfg, budgets=args.budgets, fge_cycle=args.cycle,
+                                     fge_alphas=(args.alpha1, args.alpha2), log=_log)
+    sec = report.section("fge", "Equal-budget ensembles (Garipov Table 1 layout)")
+    sec.text(f"Budget B = {cfg.steps} SGD steps; FGE: pre-train 75% of the budget, then cycle c = {args.cycle}, "
+             f"α1 = {args.alpha1}, α2 = {args.alpha2}; SSE: cosine restarts, 2 snapshots per run; a kB budget ensembles k independent runs of each method.")
+    sec.table(["budget", "method", "members", "test err %", "NLL"],
+              [[f"{r['budget']}B", r["method"], r["members"], r["error"], r["nll"]] for r in rows])
+    sec.data["rows"] = rows
+    report.add(sec)
+    _log(f"wrote {args.out}/report.md")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from stability.app import reproduce
+
+    if args.list or not args.name:
+        for name in reproduce.names():
+            rep = reproduce.get(name)
+            print(f"{name:17s} {rep.paper}: {rep.title}" + (f"  [data: {rep.needs}]" if rep.needs else ""))
+        return 0 if args.list else 2
+    overrides = {}
+    for item in args.set or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects NAME=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    todo = reproduce.names() if args.name == "all" else [args.name]
+    if overrides and len(todo) > 1:
+        raise ValueError("--set applies to one reproduction's scale; name it instead of 'all'")
+    for name in todo:
+        reproduce.get(name)  # unknown names fail before anything runs
+    root = Path(args.out) if args.out else Path("reproduce_out")
+    for name in todo:
+        out = root / name if (args.name == "all" or not args.out) else root
+        reproduce.run(name, out, quick=args.quick, seed=args.seed, source=args.source, log=_log, overrides=overrides)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stability", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="train two nets on digits and write the full report",
+                       description="Main job: two nets on scikit-learn's bundled digits, every analysis of the "
+                                   "library between them, written to DIR (summary.json, report.md, PNGs).")
+    d.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
+    d.add_argument("--quick", action="store_true", help="fewer steps and points (under 3 minutes on a 2-core CPU)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--only", nargs="*", help="run only these sections (e.g. straight_line paths)")
+    d.set_defaults(fn=cmd_demo)
+
+    t = sub.add_parser("train", help="train a net and save a checkpoint",
+                       description="Train a dense or conv ReLU net and save it (one .npz, written atomically).")
+    t.add_argument("--data", default="digits", help="digits | mnist | cifar10 | teacher")
+    t.add_argument("--source", help="data directory (MNIST IDX files, CIFAR-10 python batches)")
+    t.add_argument("--arch", choices=["mlp", "conv"], default="mlp")
+    t.add_argument("--widths", type=_parse_ints, default=(64, 64), help="hidden widths / conv channels, e.g. 64,64")
+    t.add_argument("--pool", choices=["none", "max", "avg"], default="none")
+    t.add_argument("--head", choices=["flatten", "gap"], default="flatten")
+    t.add_argument("--no-bias", action="store_true")
+    t.add_argument("--steps", type=int, default=2000)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], default="sgd")
+    t.add_argument("--lr", type=float, default=0.1)
+    t.add_argument("--schedule", choices=["constant", "cosine", "linear", "step"], default="constant")
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--dropout", type=float, default=0.0)
+    t.add_argument("--n-train", type=int, help="use only the first N training samples")
+    t.add_argument("--log-every", type=int, default=200)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="checkpoint path (.npz)")
+    t.set_defaults(fn=cmd_train)
+
+    c = sub.add_parser("curve", help="learn a Bezier / polygonal-chain curve between two checkpoints",
+                       description="Train a curve on eq. (3) of Garipov et al. between two saved nets; write the "
+                                   "Table 2 row (vs the segment) and a loss plane to DIR.")
+    c.add_argument("a", help="checkpoint of the first end point")
+    c.add_argument("b", help="checkpoint of the second end point")
+    c.add_argument("--data", default="digits")
+    c.add_argument("--source", help="data directory (MNIST IDX files, CIFAR-10 python batches)")
+    c.add_argument("--kind", choices=["bezier", "polychain"], default="bezier")
+    c.add_argument("--bends", type=int, default=1)
+    c.add_argument("--steps", type=int, default=2000)
+    c.add_argument("--batch-size", type=int, default=128)
+    c.add_argument("--lr", type=float, default=1e-2)
+    c.add_argument("--points", type=int, default=121)
+    c.add_argument("--plane-resolution", type=int, default=21)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", required=True)
+    c.set_defaults(fn=cmd_curve)
+
+    pl = sub.add_parser("plane", help="loss plane through three checkpoints",
+                        description="Evaluate the train loss on a grid over the plane through three saved nets.")
+    for name in ("a", "b", "c"):
+        pl.add_argument(name, help="checkpoint")
+    pl.add_argument("--data", default="digits")
+    pl.add_argument("--source")
+    pl.add_argument("--resolution", type=int, default=21)
+    pl.add_argument("--out", required=True)
+    pl.set_defaults(fn=cmd_plane)
+
+    f = sub.add_parser("fge", help="FGE vs snapshot vs independent ensembles at equal budgets",
+                       description="Garipov Table 1 layout on dense nets: test error and NLL per budget.")
+    f.add_argument("--data", default="digits")
+    f.add_argument("--n-train", type=int)
+    f.add_argument("--widths", type=_parse_ints, default=(64, 64))
+    f.add_argument("--budget-steps", type=int, default=1000, help="B: steps of one budget unit")
+    f.add_argument("--budgets", type=_parse_ints, default=(1, 2, 3))
+    f.add_argument("--cycle", type=int, default=40, help="FGE cycle length c (even)")
+    f.add_argument("--alpha1", type=float, default=0.05)
+    f.add_argument("--alpha2", type=float, default=0.0005)
+    f.add_argument("--lr", type=float, default=0.05)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", required=True)
+    f.set_defaults(fn=cmd_fge)
+
+    r = sub.add_parser("reproduce", help="reproduce a figure or table of the papers",
+                       description="Reproduce a published figure/table: kuditipudi-fig2, kuditipudi-fig3, "
+                                   "kuditipudi-thm4, garipov-table2, garipov-fge (or 'all'). Writes summary.json, "
+                                   "report.md (with a 'paper' column) and PNG figures to DIR.")
+    r.add_argument("name", nargs="?", help="reproduction name, or 'all' (see --list)")
+    r.add_argument("--list", action="store_true", help="list the reproductions and exit")
+    r.add_argument("--out", help="output directory (default: reproduce_out/NAME; with 'all', one subdirectory each)")
+    r.add_argument("--quick", action="store_true", help="CPU smoke-test scale (minutes on a 2-core CPU)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--source", help="data directory: CIFAR-10 python batches (kuditipudi-fig3), MNIST IDX files")
+    r.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="override one field of the run's scale (e.g. --set n_train=10000); repeatable")
+    r.set_defaults(fn=cmd_reproduce)
+
+    from stability.app.sections.cushions import add_cushions_parser
+
+    add_cushions_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        _log(f"stability {args.command}: error: {e}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

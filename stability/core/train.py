@@ -1,0 +1,298 @@
+"""Training loops: optax SGD / momentum / Adam with schedules, optional (channel-wise) dropout.
+
+Deterministic from ``seed``: minibatch order comes from a NumPy generator seeded with it and
+dropout masks from ``jax.random.PRNGKey(seed)``. Steps run in jitted ``lax.scan`` blocks of
+``log_every`` steps, with one progress line per block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from stability.core import nets as _nets
+from stability.core.checkpoint import CheckpointError, load, save
+from stability.core.hostloop import run_steps, use_host_loop
+from stability.core.losses import Loss, accuracy, get_loss, l2_penalty
+
+Array = jax.Array
+
+__all__ = ["TrainConfig", "fit", "MinibatchOrder", "make_optimizer", "make_schedule", "KerasDecay", "dropout_scales", "save", "load",
+           "CheckpointError"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of :func:`fit`.
+
+    ``dropout`` is one rate for every hidden layer or one per hidden layer; for conv layers
+    the mask is channel-wise (whole channels, Remark 1) unless ``channelwise=False``.
+    ``schedule`` is ``constant``, ``cosine``, ``linear`` (to 0) or ``step`` (×0.1 at 50% and 75%).
+    """
+
+    steps: int = 1000
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    schedule: str = "constant"
+    weight_decay: float = 0.0
+    dropout: float | tuple[float, ...] = 0.0
+    channelwise: bool = True
+    loss: str = "cross_entropy"
+    seed: int = 0
+    log_every: int = 100
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_schedule(cfg: TrainConfig) -> optax.Schedule:
+    if cfg.schedule == "constant":
+        return optax.constant_schedule(cfg.lr)
+    if cfg.schedule == "cosine":
+        return optax.cosine_decay_schedule(cfg.lr, cfg.steps)
+    if cfg.schedule == "linear":
+        return optax.linear_schedule(cfg.lr, 0.0, cfg.steps)
+    if cfg.schedule == "step":
+        return optax.piecewise_constant_schedule(cfg.lr, {cfg.steps // 2: 0.1, (3 * cfg.steps) // 4: 0.1})
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; known: constant, cosine, linear, step")
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasDecay:
+    """Keras SGD's time-based decay ``lr / (1 + decay·t)`` (Appendix D.1: decay 10⁻⁶). A frozen dataclass,
+    so equal schedules hash equal and :func:`stability.train.fit` reuses its compiled program across nets."""
+
+    lr: float
+    decay: float
+
+    def __call__(self, count: jax.Array) -> jax.Array:
+        return self.lr / (1.0 + self.decay * count)
+
+
+def make_optimizer(cfg: TrainConfig, schedule: optax.Schedule | None = None) -> optax.GradientTransformation:
+    """The optimizer named by ``cfg`` driven by ``schedule`` (default: :func:`make_schedule` ``(cfg)``)."""
+    sched = schedule if schedule is not None else make_schedule(cfg)
+    if cfg.optimizer == "sgd":
+        return optax.sgd(sched)
+    if cfg.optimizer == "momentum":
+        return optax.sgd(sched, momentum=cfg.momentum)
+    if cfg.optimizer == "adam":
+        return optax.adam(sched)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; known: sgd, momentum, adam")
+
+
+def _rates(arch: _nets.Arch, dropout: float | Sequence[float]) -> tuple[float, ...]:
+    n_hidden = arch.depth - 1
+    rates = (float(dropout),) * n_hidden if np.isscalar(dropout) else tuple(float(p) for p in dropout)
+    if len(rates) != n_hidden:
+        raise ValueError(f"dropout needs one rate per hidden layer ({n_hidden}), got {len(rates)}")
+    if any(not 0.0 <= p < 1.0 for p in rates):
+        raise ValueError(f"dropout rates must lie in [0, 1), got {rates}")
+    return rates
+
+
+def dropout_scales(key: Array, net: _nets.Net, x: Array, rates: Sequence[float], channelwise: bool = True,
+                   ) -> list[Array | None]:
+    """Per-sample inverted-dropout multipliers (0 or 1/(1−p)) for each hidden layer of ``net``.
+
+    For conv layers with ``channelwise`` whole channels are dropped (shape ``(N, 1, 1, C)``).
+    """
+    arch = net.arch
+    n = x.shape[0]
+    scales: list[Array | None] = []
+    keys = jax.random.split(key, max(1, arch.depth - 1))
+    for i in range(1, arch.depth):
+        p = rates[i - 1]
+        if p == 0.0:
+            scales.append(None)
+            continue
+        h = arch.widths[i - 1]
+        if arch.kinds[i - 1] == "conv":
+            hh, ww = _feature_hw(arch, i)
+            shape = (n, 1, 1, h) if channelwise else (n, hh, ww, h)
+        else:
+            shape = (n, h)
+        keep = jax.random.bernoulli(keys[i - 1], 1.0 - p, shape)
+        scales.append(keep.astype(x.dtype) / (1.0 - p))
+    return scales
+
+
+def _feature_hw(arch: _nets.Arch, i: int) -> tuple[int, int]:
+    """Spatial size of the output of conv layer ``i`` (1-based), before its pooling."""
+    h, w = arch.in_shape[:2]
+    for p in arch.pool[: i - 1]:
+        if p is not None:
+            h, w = h // 2, w // 2
+    return h, w
+
+
+class MinibatchOrder:
+    """Minibatch indices: each epoch a fresh permutation from a NumPy generator seeded with ``seed``,
+    cut into full batches (the remainder is dropped)."""
+
+    def __init__(self, n: int, batch: int, seed: int) -> None:
+        if not 1 <= batch <= n:
+            raise ValueError(f"batch size must lie in 1..{n}, got {batch}")
+        self.n, self.batch = n, batch
+        self.rng = np.random.default_rng(seed)
+        self._pending: list[np.ndarray] = []
+
+    def take(self, k: int) -> np.ndarray:
+        """The next ``k`` minibatches as a ``(k, batch)`` index array."""
+        out = []
+        while len(out) < k:
+            if not self._pending:
+                perm = self.rng.permutation(self.n)
+                self._pending = [perm[j:j + self.batch] for j in range(0, self.n - self.batch + 1, self.batch)]
+            out.append(self._pending.pop(0))
+        return np.stack(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class _FitSpec:
+    """Everything static about one training program (hashable): compiled programs are cached per spec,
+    so repeated :func:`fit` calls with the same settings and shapes (seeds, restarts) do not recompile."""
+
+    cfg: TrainConfig  # seed / log_every / dropout normalised away: they do not shape the program
+    rates: tuple[float, ...]
+    loss: Loss
+    schedule: optax.Schedule | None
+
+
+def _loss_fn(spec: _FitSpec, params: _nets.Net, xs: Array, ys: Array, key: Array) -> Array:
+    scales = dropout_scales(key, params, xs, spec.rates, spec.cfg.channelwise) if any(spec.rates) else None
+    out = _nets.forward(params, xs, scales)[-1]
+    value = spec.loss.mean(out, ys)
+    if spec.cfg.weight_decay:
+        value = value + l2_penalty(params, spec.cfg.weight_decay)
+    return value
+
+
+def _step(spec: _FitSpec, x: Array, y: Array, carry: tuple[Any, Any], inp: tuple[Array, Array]):
+    """One optimizer step on minibatch ``inp[0]`` with dropout key ``inp[1]`` (data are arguments, not constants)."""
+    opt = make_optimizer(spec.cfg, spec.schedule)
+    params, opt_state = carry
+    bi, k = inp
+    value, grads = jax.value_and_grad(_loss_fn, argnums=1)(spec, params, x[bi], y[bi], k)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), value
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _run_block(spec: _FitSpec, x: Array, y: Array, carry: tuple[Any, Any], inp: tuple[Array, Array]):
+    """``len(inp[0])`` steps of :func:`_step` in one ``lax.scan``."""
+    return jax.lax.scan(lambda c, i: _step(spec, x, y, c, i), carry, inp)
+
+
+_one_step = jax.jit(_step, static_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _test_metrics(loss: Loss, params: _nets.Net, x_test: Array, y_test: Array) -> tuple[Array, Array]:
+    out = _nets.apply(params, x_test)
+    acc = jnp.mean(accuracy(out, y_test)) if jnp.issubdtype(y_test.dtype, jnp.integer) else jnp.nan
+    return loss.mean(out, y_test), acc
+
+
+def fit(
+    net: _nets.Net,
+    x: Array,
+    y: Array,
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    x_test: Array | None = None,
+    y_test: Array | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    schedule: optax.Schedule | None = None,
+    snapshot_at: Sequence[int] = (),
+) -> tuple[_nets.Net, dict[str, list[Any]]]:
+    """Train ``net`` on ``(x, y)`` for ``cfg.steps`` minibatch steps; returns ``(net, history)``.
+
+    ``history`` holds per-block ``step``, mean train ``loss``, ``lr`` and, when test data is
+    given, ``test_loss`` / ``test_acc`` at the end of each block. ``schedule`` (a function of
+    the 0-based step) overrides ``cfg.schedule``, e.g. for FGE's cyclic rate; the nets after
+    the (1-based) steps in ``snapshot_at`` are returned in ``history["snapshots"]``.
+    """
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.log_every < 1:
+        raise ValueError("steps, batch_size and log_every must be positive")
+    x = jnp.asarray(x)
+    y = jnp.asarray(y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+    if tuple(x.shape[1:]) != net.arch.in_shape:
+        raise ValueError(f"training inputs have per-sample shape {tuple(x.shape[1:])}, the net expects {net.arch.in_shape}")
+    if not bool(jnp.all(jnp.isfinite(x))):
+        raise ValueError("training inputs contain NaN or inf")
+    loss = get_loss(cfg.loss)
+    rates = _rates(net.arch, cfg.dropout)
+    sched = schedule if schedule is not None else make_schedule(cfg)
+    opt = make_optimizer(cfg, sched)
+    snaps = sorted({int(k) for k in snapshot_at})
+    if snaps and not 1 <= snaps[0] <= snaps[-1] <= cfg.steps:
+        raise ValueError(f"snapshot steps must lie in 1..{cfg.steps}, got {snaps}")
+    batch = min(cfg.batch_size, x.shape[0])
+    emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
+
+    spec = _FitSpec(dataclasses.replace(cfg, seed=0, log_every=1, dropout=0.0), rates, loss, schedule)
+
+    host_loop = use_host_loop(net)
+
+    if x_test is not None:
+        x_test = jnp.asarray(x_test)
+        y_test = jnp.asarray(y_test)
+
+    key = jax.random.PRNGKey(cfg.seed)
+    order = MinibatchOrder(x.shape[0], batch, cfg.seed)
+
+    params = net
+    opt_state = opt.init(params)
+    hist: dict[str, list[Any]] = {"step": [], "loss": [], "lr": []}
+    if snaps:
+        hist["snapshots"] = []
+    if x_test is not None:
+        hist.update(test_loss=[], test_acc=[])
+    done = 0
+    block: list[Array] = []
+    t0 = time.perf_counter()
+    while done < cfg.steps:
+        k = min(cfg.log_every - done % cfg.log_every, cfg.steps - done)
+        upcoming = [s for s in snaps if s > done]
+        if upcoming:
+            k = min(k, upcoming[0] - done)
+        key, sub = jax.random.split(key)
+        (params, opt_state), values = run_steps(  # conv nets on CPU step from Python: see stability.hostloop
+            lambda c, i: _run_block(spec, x, y, c, i), lambda c, i: _one_step(spec, x, y, c, i), (params, opt_state),
+            (jnp.asarray(order.take(k)), jax.random.split(sub, k)), host_loop)
+        done += k
+        block.append(values)
+        if done in snaps:
+            hist["snapshots"].append(params)
+        if done % cfg.log_every and done != cfg.steps:
+            continue
+        mean_loss = float(jnp.mean(jnp.concatenate(block)))
+        block = []
+        if not np.isfinite(mean_loss):
+            raise FloatingPointError(f"training diverged (loss {mean_loss}) by step {done}; lower the learning rate")
+        hist["step"].append(done)
+        hist["loss"].append(mean_loss)
+        hist["lr"].append(float(sched(done - 1)))
+        line = f"  step {done:>6}/{cfg.steps}  loss {mean_loss:.4f}"
+        if x_test is not None:
+            tl, ta = _test_metrics(loss, params, x_test, y_test)
+            hist["test_loss"].append(float(tl))
+            hist["test_acc"].append(float(ta))
+            line += f"  test loss {float(tl):.4f}  test acc {float(ta):.4f}"
+        if progress:
+            emit(line + f"  ({time.perf_counter() - t0:.1f}s)")
+    return params, hist

@@ -1,0 +1,238 @@
+"""Ensembles (Garipov et al. 2018, §4 and Table 1): FGE, snapshot ensembles, independent nets,
+softmax averaging and temperature scaling, and an equal-budget comparison harness.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from stability.core import nets as _nets
+from stability.core.train import TrainConfig, fit
+
+Array = jax.Array
+ApplyFn = Callable[[Any, Array], Array]
+
+__all__ = [
+    "fge_lr", "fge_collect", "fge_schedule", "sse_schedule", "ensemble_probs", "ensemble_metrics",
+    "fit_temperature", "fge", "snapshot_ensemble", "independent_ensemble", "compare_budgets",
+    "curve_ensemble", "pair_ensemble_along", "random_direction_point", "random_unit_direction",
+]
+
+
+def fge_lr(i: int | Array, c: int, alpha1: float, alpha2: float) -> Array:
+    """FGE's cyclic rate (Garipov Alg. 1 / docs/THEORY.md §8) at 1-based iteration ``i``, even cycle ``c``:
+    ``s = (mod(i−1, c)+1)/c``; ``(1−2s)α1 + 2sα2`` for ``s ≤ ½``, else ``(2−2s)α2 + (2s−1)α1``."""
+    if c < 2 or c % 2:
+        raise ValueError(f"the FGE cycle length must be an even integer >= 2, got {c}")
+    s = (jnp.mod(jnp.asarray(i) - 1, c) + 1) / c
+    return jnp.where(s <= 0.5, (1 - 2 * s) * alpha1 + 2 * s * alpha2, (2 - 2 * s) * alpha2 + (2 * s - 1) * alpha1)
+
+
+def fge_collect(i: int, c: int) -> bool:
+    """FGE collects the weights after iteration ``i`` when ``mod(i, c) = c/2`` (the rate's minimum α2)."""
+    return i % c == c // 2
+
+
+def fge_schedule(c: int, alpha1: float, alpha2: float) -> optax.Schedule:
+    """:func:`fge_lr` as an optax schedule (optax counts steps from 0, FGE from 1)."""
+    return lambda count: fge_lr(count + 1, c, alpha1, alpha2)
+
+
+def sse_schedule(total: int, cycles: int, alpha0: float) -> optax.Schedule:
+    """Snapshot Ensembles' cosine cyclic rate: ``α0/2 (cos(π mod(i−1, ⌈T/M⌉)/⌈T/M⌉) + 1)``."""
+    if cycles < 1 or total < cycles:
+        raise ValueError(f"need 1 <= cycles <= total steps, got cycles={cycles}, total={total}")
+    period = math.ceil(total / cycles)
+    return lambda count: alpha0 / 2 * (jnp.cos(jnp.pi * jnp.mod(count, period) / period) + 1)
+
+
+def ensemble_probs(members: Sequence[Any], x: Array, apply_fn: ApplyFn = _nets.apply, temperature: float = 1.0,
+                   ) -> Array:
+    """Average of the members' softmax outputs (logits divided by ``temperature``), one vmapped call."""
+    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *members)
+    logits = jax.jit(jax.vmap(apply_fn, in_axes=(0, None)))(stacked, jnp.asarray(x))
+    return jnp.mean(jax.nn.softmax(logits / temperature, axis=-1), axis=0)
+
+
+def ensemble_metrics(probs: Array, y: Array) -> dict[str, float]:
+    """Error (%) and NLL of averaged probabilities."""
+    y = jnp.asarray(y)
+    nll = -jnp.mean(jnp.log(jnp.clip(probs[jnp.arange(y.shape[0]), y], 1e-12)))
+    err = 100.0 * jnp.mean(jnp.argmax(probs, axis=-1) != y)
+    return {"error": float(err), "nll": float(nll)}
+
+
+def fit_temperature(logits: Array, y: Array, grid: Array | None = None) -> float:
+    """Temperature T minimising held-out NLL of ``softmax(logits / T)`` (log-spaced grid, then golden refine).
+
+    ``logits`` is ``(N, C)`` for one net or ``(M, N, C)`` for an ensemble, whose members' softmaxes
+    at temperature T are averaged.
+    """
+    logits, y = jnp.asarray(logits), jnp.asarray(y)
+    members = logits if logits.ndim == 3 else logits[None]
+
+    def nll(t: float) -> float:
+        return ensemble_metrics(jnp.mean(jax.nn.softmax(members / t, -1), axis=0), y)["nll"]
+
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61)) if grid is None else np.asarray(grid)
+    vals = [nll(t) for t in grid]
+    k = int(np.argmin(vals))
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    g = (math.sqrt(5) - 1) / 2
+    for _ in range(30):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        if nll(a) < nll(b):
+            hi = b
+        else:
+            lo = a
+    return float((lo + hi) / 2)
+
+
+def fge(net: _nets.Net, x: Array, y: Array, cfg: TrainConfig, *, cycle: int, alpha1: float, alpha2: float,
+        **fit_kw) -> tuple[list[_nets.Net], dict[str, Any]]:
+    """Fast Geometric Ensembling from a pre-trained ``net``: ``cfg.steps`` iterations of the cyclic
+    rate, collecting at ``mod(i, c) = c/2``. Returns the collected members and the history."""
+    snaps = [i for i in range(1, cfg.steps + 1) if fge_collect(i, cycle)]
+    if not snaps:
+        raise ValueError(f"{cfg.steps} steps hold no collection point of cycle {cycle}")
+    _, hist = fit(net, x, y, cfg, schedule=fge_schedule(cycle, alpha1, alpha2), snapshot_at=snaps, **fit_kw)
+    return hist.pop("snapshots"), hist
+
+
+def snapshot_ensemble(net: _nets.Net, x: Array, y: Array, cfg: TrainConfig, *, cycles: int,
+                      **fit_kw) -> tuple[list[_nets.Net], dict[str, Any]]:
+    """Snapshot Ensembles: cosine cyclic rate from ``cfg.lr`` with ``cycles`` restarts; a member per cycle end."""
+    period = math.ceil(cfg.steps / cycles)
+    snaps = sorted({min(period * (k + 1), cfg.steps) for k in range(cycles)})
+    _, hist = fit(net, x, y, cfg, schedule=sse_schedule(cfg.steps, cycles, cfg.lr), snapshot_at=snaps, **fit_kw)
+    return hist.pop("snapshots"), hist
+
+
+def independent_ensemble(make_net: Callable[[int], _nets.Net], x: Array, y: Array, cfg: TrainConfig, *,
+                         members: int, **fit_kw) -> list[_nets.Net]:
+    """``members`` nets from seeds ``cfg.seed + k``, each trained with ``cfg``."""
+    out = []
+    for k in range(members):
+        net, _ = fit(make_net(cfg.seed + k), x, y, dataclasses.replace(cfg, seed=cfg.seed + k), **fit_kw)
+        out.append(net)
+    return out
+
+
+def compare_budgets(make_net: Callable[[int], _nets.Net], data: Any, cfg: TrainConfig, *, budgets: Sequence[int],
+                    fge_cycle: int, fge_alphas: tuple[float, float], sse_snapshots: int = 2,
+                    fge_pretrain: float = 0.75, log: Callable[[str], None] | None = None,
+                    return_members: bool = False) -> list[dict[str, Any]] | tuple[list[dict[str, Any]], dict]:
+    """Garipov Table 1 protocol: a budget ``B = cfg.steps`` steps is one run; for a budget ``k·B`` each method
+    is run ``k`` times from random initialisations (seeds ``cfg.seed + r``) and the models gathered from
+    the ``k`` runs are ensembled (softmax average). Per run: Ind trains one net; SSE runs the cosine cyclic
+    rate with ``sse_snapshots`` restarts and keeps a snapshot at each cycle end; FGE trains for
+    ``fge_pretrain·B`` steps with ``cfg``'s schedule, then runs the cyclic rate for the rest, collecting at
+    ``mod(i, c) = c/2``. Runs are shared between budgets (the k-budget ensemble holds runs 0..k−1), so
+    ``max(budgets)`` runs per method are trained. ``data`` is a :class:`Dataset`.
+
+    Returns one row per (budget, method): ``budget``, ``method``, ``members``, test ``error`` (%) and
+    ``nll``; with ``return_members`` also ``{method: [members of run r]}``.
+    """
+    if not budgets or min(budgets) < 1:
+        raise ValueError(f"budgets must be positive integers, got {budgets}")
+    if not 0 < fge_pretrain < 1:
+        raise ValueError(f"fge_pretrain must be in (0, 1), got {fge_pretrain}")
+    x, y, xt, yt = data.x_train, data.y_train, data.x_test, data.y_test
+    emit = log or (lambda s: None)
+    pre_steps = int(round(fge_pretrain * cfg.steps))
+    if cfg.steps - pre_steps < fge_cycle:
+        raise ValueError(f"FGE gets {cfg.steps - pre_steps} steps after pre-training, less than one cycle "
+                         f"({fge_cycle}); lengthen B or shorten the cycle")
+    runs: dict[str, list[list[Any]]] = {"Ind": [], "SSE": [], "FGE": []}
+    for r in range(max(budgets)):
+        c = dataclasses.replace(cfg, seed=cfg.seed + r)
+        emit(f"run {r + 1}/{max(budgets)} (seed {c.seed}): Ind, SSE ({sse_snapshots} snapshots), "
+             f"FGE ({pre_steps} pre-training steps, cycle {fge_cycle})")
+        net, _ = fit(make_net(c.seed), x, y, c, progress=False)
+        runs["Ind"].append([net])
+        sse, _ = snapshot_ensemble(make_net(c.seed), x, y, c, cycles=sse_snapshots, progress=False)
+        runs["SSE"].append(sse)
+        pre, _ = fit(make_net(c.seed), x, y, dataclasses.replace(c, steps=pre_steps), progress=False)
+        members, _ = fge(pre, x, y, dataclasses.replace(c, steps=cfg.steps - pre_steps), cycle=fge_cycle,
+                         alpha1=fge_alphas[0], alpha2=fge_alphas[1], progress=False)
+        runs["FGE"].append(members)
+    rows = []
+    for k in budgets:
+        for name in ("Ind", "SSE", "FGE"):
+            members = [m for run in runs[name][:k] for m in run]
+            m = ensemble_metrics(ensemble_probs(members, xt), yt)
+            rows.append({"budget": k, "method": name, "members": len(members), **m})
+            emit(f"  {k}B {name}: {len(members)} members, error {m['error']:.2f}%, NLL {m['nll']:.4f}")
+    return (rows, runs) if return_members else rows
+
+
+# --------------------------------------------------------------------------- ensembles along curves
+
+
+def _point_logits(point_fn: Callable[[Any, Array], Any], theta: Any, ts: np.ndarray, x: Array,
+                  apply_fn: ApplyFn) -> Array:
+    """Logits of every point ``point_fn(theta, t)`` on ``x``: ``(len(ts), N, classes)``, one vmapped call."""
+    dtype = jax.tree_util.tree_leaves(theta)[0].dtype
+
+    @jax.jit
+    def run(theta, ts, x):
+        return jax.vmap(lambda t: apply_fn(point_fn(theta, t), x))(ts)
+
+    return run(theta, jnp.asarray(ts, dtype), jnp.asarray(x))
+
+
+def curve_ensemble(point_fn: Callable[[Any, Array], Any], theta: Any, x: Array, y: Array, *, n: int = 50,
+                   x_val: Array | None = None, y_val: Array | None = None,
+                   apply_fn: ApplyFn = _nets.apply) -> dict[str, Any]:
+    """Garipov's curve ensemble: softmax average of ``n`` equally spaced points on the curve.
+
+    With held-out ``(x_val, y_val)`` a temperature is fitted on them (each member's logits / T)
+    and the calibrated ensemble is reported too. Errors in percent.
+    """
+    ts = np.linspace(0.0, 1.0, n)
+    logits = _point_logits(point_fn, theta, ts, x, apply_fn)
+    out: dict[str, Any] = {"members": n,
+                           **ensemble_metrics(jnp.mean(jax.nn.softmax(logits, -1), axis=0), y)}
+    if x_val is not None:
+        t_best = fit_temperature(_point_logits(point_fn, theta, ts, x_val, apply_fn), y_val)
+        cal = ensemble_metrics(jnp.mean(jax.nn.softmax(logits / t_best, -1), axis=0), y)
+        out.update(temperature=t_best, calibrated_error=cal["error"], calibrated_nll=cal["nll"])
+    return out
+
+
+def pair_ensemble_along(point_fn: Callable[[Any, Array], Any], theta: Any, anchor: Any, ts: np.ndarray,
+                        x: Array, y: Array, *, apply_fn: ApplyFn = _nets.apply) -> dict[str, np.ndarray]:
+    """Figure 4: error of the two-network ensemble {anchor, w(t)} and of w(t) alone, for every t."""
+    logits = _point_logits(point_fn, theta, ts, x, apply_fn)
+    anchor_p = jax.nn.softmax(apply_fn(anchor, jnp.asarray(x)), -1)
+    errs, single = [], []
+    for k in range(len(ts)):
+        p = jax.nn.softmax(logits[k], -1)
+        errs.append(ensemble_metrics((p + anchor_p) / 2, y)["error"])
+        single.append(ensemble_metrics(p, y)["error"])
+    return {"t": np.asarray(ts), "ensemble_error": np.array(errs), "point_error": np.array(single)}
+
+
+def random_direction_point(theta: tuple[Any, Any, Any], t: Array) -> Any:
+    """``w0 + t·‖w1 − w0‖·u`` for a unit direction ``u`` (theta = (w0, w1, u)): a point on a random
+    ray at the same distance from ``w0`` as the segment point at ``t`` (Figure 4's control)."""
+    w0, w1, u = theta
+    sq = sum(jnp.sum(jnp.square(b - a)) for a, b in zip(jax.tree_util.tree_leaves(w0), jax.tree_util.tree_leaves(w1)))
+    dist = jnp.sqrt(sq)
+    return jax.tree_util.tree_map(lambda a, d: a + t * dist * d, w0, u)
+
+
+def random_unit_direction(key: Array, like: Any) -> Any:
+    """A uniformly random unit direction in the weight space of ``like``."""
+    leaves, tree = jax.tree_util.tree_flatten(like)
+    keys = jax.random.split(key, len(leaves))
+    raw = [jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves)]
+    norm = jnp.sqrt(sum(jnp.sum(r * r) for r in raw))
+    return jax.tree_util.tree_unflatten(tree, [r / norm for r in raw])

@@ -1,0 +1,104 @@
+"""Curve metrics (Garipov et al. 2018, Appendix A.3 / Table 2) for ANY ``t ↦ weights`` function:
+learned curves, constructed paths and straight segments land in the same table.
+
+On a grid of ``n`` points (121 by default): Min / Int / Max of train loss, train error and test
+error, where Int is the mean with respect to arc length (trapezoid rule, ``∫ v ds / ∫ ds``);
+the length ratio ``length / ‖w(1) − w(0)‖``; and the two objectives: eq. (1), the arc-length
+average of the train loss, and eq. (3), its average over uniform ``t``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from stability.core import nets as _nets
+from stability.core.evaluate import EvalResult, evaluate
+from stability.core.losses import Loss, cross_entropy
+
+Array = jax.Array
+
+__all__ = ["arc_lengths", "curve_table", "summarise", "TABLE_COLUMNS"]
+
+TABLE_COLUMNS = ["train loss Min", "train loss Int", "train loss Max", "train err Min", "train err Int",
+                 "train err Max", "test err Min", "test err Int", "test err Max", "length ratio"]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _flat_points(point_fn: Callable[[Any, Array], Any], theta: Any, ts: Array) -> Array:
+    return jax.vmap(lambda t: ravel_pytree(_weights_only(point_fn(theta, t)))[0])(ts)
+
+
+def _weights_only(p: Any) -> Any:
+    """Arc length is measured in parameter space: BatchNorm running statistics are not weights."""
+    if isinstance(p, dict) and "params" in p:
+        return p["params"]
+    return p
+
+
+def arc_lengths(point_fn: Callable[[Any, Array], Any], theta: Any, ts: np.ndarray, chunk: int = 32) -> np.ndarray:
+    """Lengths of the polygon through ``w(ts)`` segment by segment (``len(ts) − 1`` values)."""
+    ts = np.asarray(ts, np.float64)
+    dtype = jax.tree_util.tree_leaves(theta)[0].dtype
+    pieces = []
+    prev = None
+    for s in range(0, ts.size, chunk):
+        part = ts[s:s + chunk]
+        padded = np.concatenate([part, np.full(chunk - part.size, part[-1])])
+        flat = np.asarray(_flat_points(point_fn, theta, jnp.asarray(padded, dtype)))[: part.size].astype(np.float64)
+        if prev is not None:
+            flat = np.concatenate([prev[None], flat])
+        pieces.append(np.linalg.norm(np.diff(flat, axis=0), axis=1))
+        prev = flat[-1]
+    return np.concatenate(pieces)
+
+
+def summarise(values: np.ndarray, seg_lengths: np.ndarray) -> dict[str, float]:
+    """Min, Max and arc-length mean (trapezoid) of values on the grid."""
+    total = float(seg_lengths.sum())
+    if total > 0:
+        integral = float(np.sum(0.5 * (values[1:] + values[:-1]) * seg_lengths)) / total
+    else:
+        integral = float(values[0])
+    return {"Min": float(values.min()), "Int": integral, "Max": float(values.max())}
+
+
+def curve_table(
+    point_fn: Callable[[Any, Array], Any],
+    theta: Any,
+    train: tuple[Array, Array],
+    test: tuple[Array, Array],
+    *,
+    n: int = 121,
+    apply_fn: Callable[[Any, Array], Array] = _nets.apply,
+    loss: Loss | str = cross_entropy,
+    **eval_kw,
+) -> dict[str, Any]:
+    """The Table 2 row for one curve, plus eq. (1) / eq. (3) and the raw per-t results.
+
+    Errors are in percent. ``point_fn(theta, t)`` may return a Net, any parameter pytree, or
+    flax variables ``{"params", "batch_stats"}`` (then only ``params`` count for arc length).
+    """
+    if n < 2:
+        raise ValueError("a curve table needs at least 2 grid points")
+    ts = np.linspace(0.0, 1.0, n)
+    tr: EvalResult = evaluate(point_fn, theta, ts, *train, apply_fn=apply_fn, loss=loss, **eval_kw)
+    te: EvalResult = evaluate(point_fn, theta, ts, *test, apply_fn=apply_fn, loss=loss, **eval_kw)
+    seg = arc_lengths(point_fn, theta, ts)
+    ends = arc_lengths(point_fn, theta, np.array([0.0, 1.0]))[0]
+    length = float(seg.sum())
+    row: dict[str, Any] = {}
+    for name, vals in (("train loss", tr.loss), ("train err", 100 * (1 - tr.acc)), ("test err", 100 * (1 - te.acc))):
+        for k, v in summarise(vals, seg).items():
+            row[f"{name} {k}"] = v
+    row["length ratio"] = length / ends if ends > 0 else float("nan")
+    row["eq1 (arc-length mean loss)"] = row["train loss Int"]
+    row["eq3 (uniform-t mean loss)"] = float(np.sum(0.5 * (tr.loss[1:] + tr.loss[:-1]) * np.diff(ts)))
+    row["length"] = length
+    row["end distance"] = float(ends)
+    return {"row": row, "train": tr.to_dict(), "test": te.to_dict(), "segment_lengths": seg.tolist()}

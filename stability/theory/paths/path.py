@@ -1,0 +1,292 @@
+"""Piecewise-linear paths in weight space: :class:`Segment`, :class:`Path`, batched evaluation.
+
+A path is a list of straight segments, each with its two end nets, a *claim kind* (what
+``proofs_check.certify`` verifies exactly from the end points, docs/THEORY.md §5) and a label naming
+the paper's step. The whole path at every ``t`` is evaluated by ONE call of
+:func:`stability.evaluate.evaluate` with the module-level point function :func:`path_point`
+over the stacked way points (no Python loop over ``t``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stability.core import nets as _nets
+from stability.core.evaluate import EvalResult, choose_sizes, evaluate
+from stability.core.losses import Loss, cross_entropy
+
+__all__ = ["ClaimKind", "CLAIM_KINDS", "Segment", "Path", "PathEval", "path_point", "nets_equal"]
+
+ClaimKind = Literal["top_layer", "function_preserving", "copy_shift", "dropout_interpolation", "free"]
+CLAIM_KINDS: tuple[str, ...] = ("top_layer", "function_preserving", "copy_shift", "dropout_interpolation", "free")
+"""``top_layer`` (type (a): only ``A_d``, ``b_d`` move; loss ≤ max of the ends for a convex loss),
+``function_preserving`` (type (b): f unchanged for every input at every t), ``copy_shift``
+(Lemma 4 S2/S4: a column moves between two units computing the same feature; f unchanged),
+``dropout_interpolation`` (Lemma 3: θ → Algorithm 1 output; probabilistic, numerical only),
+``free`` (no claim)."""
+
+
+def nets_equal(a: _nets.Net, b: _nets.Net) -> bool:
+    """Bitwise (exact) equality of two nets of one architecture."""
+    if a is b:
+        return True
+    if a.arch != b.arch:
+        return False
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    return len(la) == len(lb) and all(np.array_equal(np.asarray(u), np.asarray(v)) for u, v in zip(la, lb))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Segment:
+    """One straight segment ``(1−t)·start + t·end`` with its claim kind and paper step."""
+
+    start: _nets.Net
+    end: _nets.Net
+    claim: str
+    label: str
+
+    def __post_init__(self) -> None:
+        if self.claim not in CLAIM_KINDS:
+            raise ValueError(f"unknown claim kind {self.claim!r}; known: {', '.join(CLAIM_KINDS)}")
+        _nets.check_same_arch(self.start, self.end, f"the end points of segment {self.label!r}")
+
+    def at(self, t: float) -> _nets.Net:
+        dtype = jax.tree_util.tree_leaves(self.start)[0].dtype
+        return _nets.lerp(self.start, self.end, jnp.asarray(t, dtype))
+
+    def reversed(self) -> "Segment":
+        label = self.label[:-len(" (reversed)")] if self.label.endswith(" (reversed)") else self.label + " (reversed)"
+        return Segment(self.end, self.start, self.claim, label)
+
+    def relabel(self, prefix: str) -> "Segment":
+        return Segment(self.start, self.end, self.claim, f"{prefix}{self.label}")
+
+
+def path_point(waypoints: _nets.Net, s: Array) -> _nets.Net:
+    """Point function of a path: ``waypoints`` is a stacked net with ``n+1`` way points; ``s ∈ [0, n]``
+    is segment ``⌊s⌋`` at local time ``s − ⌊s⌋`` (the last segment ends at ``s = n``)."""
+    n = jax.tree_util.tree_leaves(waypoints)[0].shape[0] - 1
+    k = jnp.clip(jnp.floor(s), 0, n - 1).astype(jnp.int32)
+    frac = (s - k).astype(s.dtype)
+    a = jax.tree_util.tree_map(lambda w: w[k], waypoints)
+    b = jax.tree_util.tree_map(lambda w: w[k + 1], waypoints)
+    return _nets.lerp(a, b, frac)
+
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class PathEval:
+    """Loss and accuracy on a grid of local times ``t`` (shape ``(m,)``) on every segment: ``(n, m)``."""
+
+    t: np.ndarray
+    loss: np.ndarray
+    acc: np.ndarray
+    claims: tuple[str, ...]
+    labels: tuple[str, ...]
+
+    @property
+    def n_segments(self) -> int:
+        return self.loss.shape[0]
+
+    def global_t(self) -> np.ndarray:
+        """Times on ``[0, 1]`` for the whole path (segment ``k`` covers ``[k/n, (k+1)/n]``)."""
+        n = self.n_segments
+        return (np.arange(n)[:, None] + self.t[None, :]) / n
+
+    def flat(self) -> EvalResult:
+        """One :class:`EvalResult` over global ``t`` (boundary points appear twice)."""
+        return EvalResult(self.global_t().reshape(-1), self.loss.reshape(-1), self.acc.reshape(-1))
+
+    def segment_max(self) -> np.ndarray:
+        return self.loss.max(axis=1)
+
+    @property
+    def max_loss(self) -> float:
+        return float(self.loss.max())
+
+    @property
+    def min_acc(self) -> float:
+        return float(np.nanmin(self.acc)) if np.isfinite(self.acc).any() else float("nan")
+
+    def worst(self) -> tuple[int, float, float]:
+        """``(segment, local t, global t)`` of the largest loss."""
+        k, j = np.unravel_index(int(np.argmax(self.loss)), self.loss.shape)
+        return int(k), float(self.t[j]), float((k + self.t[j]) / self.n_segments)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t": self.t.tolist(), "loss": self.loss.tolist(), "acc": self.acc.tolist(),
+                "claims": list(self.claims), "labels": list(self.labels)}
+
+
+CPU_CHUNK_BYTES = 16 * 2**20
+"""On CPU, points per evaluation chunk are chosen so that chunk × batch activations stay near this
+size (cache-friendly): on the 2-core benchmark machine this is about 2× faster than chunks sized
+by the memory budget alone (``benchmarks/bench_paths.py``)."""
+
+
+def _cpu_chunk(net: _nets.Net, x, n_points: int, batch_size: int | None) -> int:
+    x = jnp.asarray(x)
+    batch, chunk = choose_sizes(net, _nets.apply, x, n_points, batch_size=batch_size)
+    shapes = jax.eval_shape(lambda p, xx: _nets.forward(p, xx), net, x[:1])
+    act = sum(int(np.prod(sh.shape[1:])) for sh in shapes) * np.dtype(jax.tree_util.tree_leaves(net)[0].dtype).itemsize
+    target = max(1, CPU_CHUNK_BYTES // max(1, batch * act))
+    return int(max(1, min(chunk, 2 ** int(np.log2(target)))))
+
+
+class Path:
+    """A piecewise-linear path: a tuple of :class:`Segment` whose ends meet exactly.
+
+    ``at(t)`` uses one time unit per segment: segment ``k`` covers ``t ∈ [k/n, (k+1)/n]``.
+    ``meta`` carries builder information (way point names, kept sets, masks, …).
+    """
+
+    def __init__(self, segments: Iterable[Segment], meta: dict[str, Any] | None = None, *,
+                 check: bool = True, connects: tuple[_nets.Net, _nets.Net] | None = None) -> None:
+        self.segments: tuple[Segment, ...] = tuple(segments)
+        if not self.segments:
+            raise ValueError("a path needs at least one segment")
+        self.meta: dict[str, Any] = dict(meta or {})
+        if connects is not None:
+            if len(connects) != 2:
+                raise ValueError(f"connects must be the pair (start net, end net), got {len(connects)} items")
+            for net in connects:
+                _nets.check_same_arch(self.segments[0].start, net, "the path and the nets it claims to connect")
+        self.connects: tuple[_nets.Net, _nets.Net] | None = None if connects is None else tuple(connects)
+        """The two nets the builder claims this path connects (``None``: not stated); ``certify`` checks that the
+        first segment starts and the last ends bitwise at them."""
+        if check:
+            for k in range(1, len(self.segments)):
+                a, b = self.segments[k - 1], self.segments[k]
+                if not nets_equal(a.end, b.start):
+                    raise ValueError(f"path is discontinuous: segment {k - 1} ({a.label!r}) ends where segment {k} "
+                                     f"({b.label!r}) does not start")
+        self._stacked: _nets.Net | None = None
+
+    # ---- structure
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    @property
+    def n_segments(self) -> int:
+        return len(self.segments)
+
+    @property
+    def start(self) -> _nets.Net:
+        return self.segments[0].start
+
+    @property
+    def end(self) -> _nets.Net:
+        return self.segments[-1].end
+
+    @property
+    def claims(self) -> tuple[str, ...]:
+        return tuple(s.claim for s in self.segments)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(s.label for s in self.segments)
+
+    def waypoints(self) -> list[_nets.Net]:
+        """``[start, end of segment 0, end of segment 1, …]`` (``n+1`` nets)."""
+        return [self.segments[0].start] + [s.end for s in self.segments]
+
+    def boundaries(self) -> np.ndarray:
+        """Global times of the ``n+1`` way points."""
+        return np.arange(self.n_segments + 1) / self.n_segments
+
+    def stacked(self) -> _nets.Net:
+        """The way points stacked along a leading axis (cached), the ``theta`` of :func:`path_point`."""
+        if self._stacked is None:
+            self._stacked = _nets.stack(self.waypoints())
+        return self._stacked
+
+    def poly(self) -> "PolyCurve":
+        """The path's algebra (:class:`stability.polycurve.PolyCurve`): the chain through its way points,
+        segment ``k`` on ``[k/n, (k+1)/n]``."""
+        from stability.core.polycurve import PolyCurve
+
+        return PolyCurve.chain(jax.tree_util.tree_map(np.asarray, self.stacked()))
+
+    def locate(self, t: float) -> tuple[int, float]:
+        """Global ``t ∈ [0, 1]`` → ``(segment index, local time)``."""
+        if not 0.0 <= float(t) <= 1.0:
+            raise ValueError(f"t must lie in [0, 1], got {t}")
+        s = float(t) * self.n_segments
+        k = min(int(np.floor(s)), self.n_segments - 1)
+        return k, s - k
+
+    def at(self, t: float) -> _nets.Net:
+        """The net at global time ``t`` (exactly the way point at ``t = k/n``)."""
+        k, u = self.locate(t)
+        return self.segments[k].at(u)
+
+    # ---- algebra
+    def concat(self, *others: "Path") -> "Path":
+        """This path followed by ``others`` (their ends must meet exactly)."""
+        segs = list(self.segments)
+        parts = list(self.meta.get("parts", [(self.meta.get("name", "path"), 0, len(self.segments))]))
+        for o in others:
+            n0 = len(segs)
+            segs += list(o.segments)
+            parts.append((o.meta.get("name", "path"), n0, len(segs)))
+        stated = self.connects is not None and all(o.connects is not None for o in others)
+        return Path(segs, {"parts": parts},
+                    connects=(self.connects[0], others[-1].connects[1]) if stated and others else self.connects)
+
+    def __add__(self, other: "Path") -> "Path":
+        return self.concat(other)
+
+    def reversed(self) -> "Path":
+        """The same path walked backwards (every claim kind is symmetric in its end points)."""
+        meta = dict(self.meta)
+        meta["reversed"] = not meta.get("reversed", False)
+        if "name" in meta:
+            meta["name"] = meta["name"] + " (reversed)"
+        return Path([s.reversed() for s in reversed(self.segments)], meta, check=False,
+                    connects=None if self.connects is None else (self.connects[1], self.connects[0]))
+
+    def relabel(self, prefix: str) -> "Path":
+        return Path([s.relabel(prefix) for s in self.segments], self.meta, check=False, connects=self.connects)
+
+    def replace_segment(self, k: int, segment: Segment, *, check: bool = True) -> "Path":
+        """A copy with segment ``k`` replaced (``check=False`` allows a break, e.g. to test certificates); the
+        nets the path claims to connect stay the same."""
+        segs = list(self.segments)
+        segs[k] = segment
+        return Path(segs, self.meta, check=check, connects=self.connects)
+
+    @staticmethod
+    def straight(a: _nets.Net, b: _nets.Net, label: str = "straight line") -> "Path":
+        """The one-segment straight line (claim ``free``: its loss can only be measured)."""
+        return Path([Segment(a, b, "free", label)], {"name": label}, connects=(a, b))
+
+    def summary(self) -> str:
+        rows = [f"{k:>3}  {s.claim:<22} {s.label}" for k, s in enumerate(self.segments)]
+        return f"Path with {self.n_segments} segments\n" + "\n".join(rows)
+
+    def __repr__(self) -> str:
+        kinds = {c: self.claims.count(c) for c in CLAIM_KINDS if c in self.claims}
+        return f"Path({self.n_segments} segments, {kinds})"
+
+    # ---- evaluation
+    def evaluate(self, x, y, points_per_segment: int = 61, *, loss: Loss | str = cross_entropy,
+                 **kw) -> PathEval:
+        """Loss and accuracy at ``points_per_segment`` equally spaced local times on every segment,
+        in ONE jitted, vmapped :func:`stability.evaluate.evaluate` call over the stacked way points."""
+        m = int(points_per_segment)
+        if m < 2:
+            raise ValueError(f"points_per_segment must be ≥ 2, got {points_per_segment}")
+        t = np.linspace(0.0, 1.0, m)
+        n = self.n_segments
+        s = (np.arange(n)[:, None] + t[None, :]).reshape(-1)
+        if kw.get("chunk") is None and jax.default_backend() == "cpu":
+            kw["chunk"] = _cpu_chunk(self.start, x, s.size, kw.get("batch_size"))
+        res = evaluate(path_point, self.stacked(), s, x, y, loss=loss, **kw)
+        return PathEval(t, res.loss.reshape(n, m), res.acc.reshape(n, m), self.claims, self.labels)
