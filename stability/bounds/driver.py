@@ -192,6 +192,9 @@ class _Problem:
         per = 8 * s_max * (16 * units + (3 * C * C if self.spec.pairwise else 0))
         if batch_size is None:
             batch_size = max(8, min(1024, 1 << int(math.log2(max(1, _MEMORY_BUDGET // per)))))
+        # the weight enclosures of every sub-interval of a call are materialised: ~(M1 + Ks + 3) copies of the net
+        n_par = sum(int(np.prod(np.shape(v)[1:])) for v in jax.tree_util.tree_leaves(curve.points))
+        s_max = min(s_max, max(8, 1 << int(math.log2(max(1, _MEMORY_BUDGET // (8 * n_par * (M1 + Ks + 3)))))))
         self.batch = int(min(batch_size, self.N))
         self.s_max = s_max
         xb, tb, mb = padded_batches(jnp.asarray(x), jnp.asarray(target), self.batch)
@@ -217,6 +220,9 @@ class _Problem:
                                jnp.asarray(dl))
             u_minus, u_plus, lo = run_program(self.spec, self.pts, self.xb, self.tb, self.mb, sub, self.host_loop)
             n = S - pad
+            # an overflow (inf − inf) may leave NaN: a NaN upper bound is replaced by +inf, a lower by −inf
+            u_minus, u_plus = (np.where(np.isnan(v), np.inf, v) for v in (u_minus, u_plus))
+            lo = np.where(np.isnan(lo), -np.inf, lo)
             up = np.maximum(u_minus[:n], u_plus[:n]) / self.N
             ups.append(np.nextafter(up, np.inf) if self.spec.sound else up)
             low = lo[:n] / self.N
@@ -310,7 +316,7 @@ def _bisect(prob: _Problem, rtol: float, atol: float, budget: int, per_round: in
             i = int(np.argmax(lower_mid))
             best_lo, best_key = float(lower_mid[i]), (int(piece[i]), float((u0[i] + u1[i]) * 0.5))
         top = max(float(upper.max()) if upper.size else -np.inf, max((piece_upper[j] for j in proved), default=-np.inf))
-        tol = max(atol, rtol * abs(best_lo))
+        tol = max(atol, rtol * abs(best_lo)) if np.isfinite(best_lo) else atol
         history.append((upper.size, n_eval, top, best_lo, time.perf_counter() - t_start))
         if progress:
             print(f"  bound: {upper.size} sub-intervals, {n_eval} evaluations, upper {top:.6g}, lower {best_lo:.6g}",
