@@ -3,7 +3,8 @@
 A piece's weights are ``Σ_k p_k(u) θ_k`` with ``p_k(u) = Σ_n coef[k, n] uⁿ``. Around ``u_mid``,
 ``p_k(u_mid + s) = Σ_m c_{k,m} s^m`` with ``c_{k,m} = Σ_{n≥m} coef[k,n]·C(n, m)·u_mid^{n−m}`` (an exact
 identity). The float64 ``ĉ_{k,m}`` computed here satisfy ``|ĉ − c| ≤ ε = γ_{2M+4}·Σ_n |coef[k,n] C(n,m)|
-|u_mid|^{n−m}`` (at most ``2M + 2`` roundings per term and sum). The midpoints and half-widths of
+|u_mid|^{n−m}`` (per term one rounding for ``coef·C(n, m)``, ``M − 1`` for the power, one for the product;
+``M`` for the sum: at most ``2M + 1``). The midpoints and half-widths of
 bisected sub-intervals of ``[0, 1]`` are dyadic and exact.
 """
 
@@ -21,6 +22,14 @@ _SLACK = 1.0 + 2.0 ** -40
 """Covers the host's own rounding of the (≤ 4M + 8 operation) error-weight formulas below."""
 
 
+def _powers(v: np.ndarray, n: int) -> np.ndarray:
+    """``(len(v), n)``: ``v^0 … v^{n−1}``, each one multiplication (one rounding) after the previous."""
+    out = np.ones((v.size, n))
+    for p in range(1, n):
+        out[:, p] = out[:, p - 1] * v
+    return out
+
+
 def taylor_coefficients(coef: np.ndarray, umid: np.ndarray, delta: np.ndarray, sound: bool = True
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(c, rho, sigma)`` for ``coef (S, K, M1)`` at midpoints ``umid (S,)`` with half-widths ``delta (S,)``.
@@ -32,7 +41,7 @@ def taylor_coefficients(coef: np.ndarray, umid: np.ndarray, delta: np.ndarray, s
     S, K, M1 = coef.shape
     M = M1 - 1
     binom = np.array([[math.comb(n, m) if n >= m else 0 for m in range(M1)] for n in range(M1)], np.float64)
-    powers = umid[:, None] ** np.arange(M1)[None, :]  # (S, M1): u_mid^p
+    powers = _powers(umid, M1)  # (S, M1): u_mid^p by repeated (correctly rounded) multiplication
     c = np.zeros((S, K, M1))
     t = np.zeros((S, K, M1))
     for m in range(M1):
@@ -41,10 +50,9 @@ def taylor_coefficients(coef: np.ndarray, umid: np.ndarray, delta: np.ndarray, s
             c[:, :, m] += q * powers[:, None, n - m]
             t[:, :, m] += np.abs(q) * np.abs(powers[:, None, n - m])
     if not sound:
-        dpow = delta[:, None] ** np.arange(M1)[None, :]
-        return c, np.zeros((S, K)), np.einsum("sm,skm->sk", dpow, np.abs(c))
+        return c, np.zeros((S, K)), np.einsum("sm,skm->sk", _powers(delta, M1), np.abs(c))
     eps = np.nextafter(gamma(2 * M + 4) * t * _SLACK, np.inf)
-    dpow = np.nextafter(delta[:, None] ** np.arange(M1)[None, :] * _SLACK, np.inf)
+    dpow = np.nextafter(_powers(delta, M1) * _SLACK, np.inf)
     rho = np.einsum("sm,skm->sk", dpow, eps + gamma(K + 1) * np.abs(c)) * _SLACK
     sigma = np.einsum("sm,skm->sk", dpow, np.abs(c) + eps) * _SLACK
     # XLA treats subnormal operands as 0: lift positive weights below the normal range to ETA

@@ -88,7 +88,7 @@ def _pair_radius(op: Op, W: TM, h: TM, y: Array, delta: Array, eta: float) -> Ar
     t = op(P1.reshape((C * C,) + A.shape[1:]), h.r)
     if B is not None and h.b is not None:
         P2 = delta * delta * jnp.abs(B[:, None] - B[None, :]) + eta
-        t = t + op(P2.reshape((C * C,) + A.shape[1:]), jnp.abs(h.b))
+        t = t + op(P2.reshape((C * C,) + A.shape[1:]), jnp.abs(h.b) + eta)
     t = t.reshape(t.shape[0], C, C)  # [i, j, y]
     return jnp.take_along_axis(t, y[:, None, None].astype(jnp.int32), axis=2)[..., 0]
 
