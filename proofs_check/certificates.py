@@ -38,6 +38,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from stability.core import nets as _nets
+from stability.core.units import EditNet
 from stability.core.losses import Loss, cross_entropy, get_loss
 from stability.theory.paths.path import CLAIM_KINDS, Path
 
@@ -213,7 +214,7 @@ class Certificate:
 
 
 def _params(net: _nets.Net) -> _Params:
-    return [(np.asarray(l["w"]), np.asarray(l["b"]) if "b" in l else None) for l in net.layers]
+    return EditNet.of(net, copy=False).params()
 
 
 def _first_diff(a: np.ndarray, b: np.ndarray) -> tuple[int, ...]:

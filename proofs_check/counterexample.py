@@ -103,8 +103,8 @@ def check_identity(X: Any, y: Any) -> list[Fact]:
 
 
 def _exact_output(net: _nets.Net, X: np.ndarray) -> np.ndarray:
-    A = _ints(net.layers[0]["w"], "A")
-    w = _ints(net.layers[1]["w"], "w")
+    A = _ints(net.A(1), "A")
+    w = _ints(net.A(2), "w")
     return (_relu(X @ A.T) @ w.T)[:, 0]
 
 
@@ -115,15 +115,15 @@ def check_minimizers(h: int, X: Any, y: Any, dtype: Any = jnp.float32, forward: 
     Xi, yi = _ints(X, "X"), _ints(y, "y")
     facts = []
     teacher, student = ce.teacher_minimizer(h, dtype), ce.student_minimizer(h, dtype)
-    wt, At = np.asarray(teacher.layers[1]["w"])[0], np.asarray(teacher.layers[0]["w"])
-    ws = np.asarray(student.layers[1]["w"])[0]
+    wt, At = np.asarray(teacher.A(2))[0], np.asarray(teacher.A(1))
+    ws = np.asarray(student.A(2))[0]
     active = [u for u in range(h) if np.any(At[u] != 0) or wt[u] != 0]
     facts.append(Fact("teacher: 2 active units reading f1, f2 with output weights (1, −1), h−2 zero units",
                       active == [0, 1] and At[0].tolist() == [1] + [0] * (h + 1)
                       and At[1].tolist() == [0, 1] + [0] * h and wt[:2].tolist() == [1, -1],
                       f"active units {active}, weights {wt.tolist()}"))
     facts.append(Fact("student: A = [0 | I_h], output weights all 1 (> 0)",
-                      bool(np.array_equal(np.asarray(student.layers[0]["w"]),
+                      bool(np.array_equal(np.asarray(student.A(1)),
                                           np.concatenate([np.zeros((h, 2)), np.eye(h)], axis=1)))
                       and bool(np.all(ws == 1)), f"weights {ws.tolist()}"))
     for name, net in (("teacher", teacher), ("student", student)):

@@ -32,6 +32,7 @@ import numpy as np
 
 from stability.theory import cushions as _cushions
 from stability.core import nets as _nets
+from stability.core import units as _units
 from stability.core.evaluate import evaluate
 from stability.core.losses import Loss, cross_entropy, get_loss
 
@@ -49,12 +50,7 @@ def segment_point(theta: tuple[_nets.Net, tuple[Array, ...], Array], t: Array) -
     ``1 + ts[k]·(δ_u − 1)``."""
     net, deltas, ts = theta
     k = t.astype(jnp.int32)
-    layers = list(net.layers)
-    for j, dl in enumerate(deltas, start=1):
-        w = layers[j]["w"]
-        s = (1.0 + ts[k] * (dl[k] - 1.0)).astype(w.dtype).reshape((1, -1) + (1,) * (w.ndim - 2))
-        layers[j] = {**layers[j], "w": w * s}
-    return _nets.Net(net.arch, tuple(layers))
+    return _units.scale_cols(net, [1.0 + ts[k] * (dl[k] - 1.0) for dl in deltas])
 
 
 LemmaVerdict = Literal["holds", "fails", "inconclusive", "does not apply"]

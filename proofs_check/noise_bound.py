@@ -121,10 +121,9 @@ class Lemma3Bound:
 
 def _bias_map_norm(net: _nets.Net, k: int, dims: Sequence[int]) -> float:
     """‖b_k‖ as a vector over layer k's whole output (a conv bias repeats at every position)."""
-    layer = net.layers[k - 1]
-    if "b" not in layer:
+    if net.bias(k) is None:
         return 0.0
-    b = np.asarray(layer["b"], np.float64)
+    b = np.asarray(net.bias(k), np.float64)
     positions = dims[k - 1] // net.arch.widths[k - 1]
     return float(np.linalg.norm(b) * math.sqrt(positions))
 

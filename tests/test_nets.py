@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stability.core import nets
+from stability.core import nets, units
 from tests.strategies import any_nets, conv_nets, dense_nets, inputs
 
 
@@ -70,9 +70,9 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="kernel"):
         nets.conv(jax.random.PRNGKey(0), (4, 4, 1), (2,), 3, kernel=2)
     with pytest.raises(IndexError, match="hidden layer"):
-        nets.get_rows(net, 2, [0])
+        units.get_rows(net, 2, [0])
     with pytest.raises(ValueError, match="permutation"):
-        nets.permute_units(net, 1, [0, 0, 1])
+        units.permute_units(net, 1, [0, 0, 1])
     other = nets.mlp(jax.random.PRNGKey(0), (4, 5, 2))
     with pytest.raises(ValueError, match="different architectures"):
         nets.check_same_arch(net, other)
@@ -97,48 +97,48 @@ def test_net_is_a_pytree_and_jits():
 def test_permuting_units_preserves_function(x64, net, data):
     x = inputs(net)
     i = data.draw(st.integers(1, net.depth - 1))
-    perm = data.draw(st.permutations(range(nets.num_units(net, i))))
-    out = nets.permute_units(net, i, perm)
+    perm = data.draw(st.permutations(range(units.num_units(net, i))))
+    out = units.permute_units(net, i, perm)
     np.testing.assert_allclose(f(out, x), f(net, x), rtol=1e-12, atol=1e-12)
     inv = np.argsort(perm)
-    assert leaves_equal(nets.permute_units(out, i, inv), net)
+    assert leaves_equal(units.permute_units(out, i, inv), net)
 
 
 @given(net=any_nets(), data=st.data())
 def test_copy_onto_dead_unit_preserves_function(x64, net, data):
     i = data.draw(st.integers(1, net.depth - 1))
-    h = nets.num_units(net, i)
+    h = units.num_units(net, i)
     if h < 2:
         return
     src, dst = data.draw(st.lists(st.integers(0, h - 1), min_size=2, max_size=2, unique=True))
     x = inputs(net)
-    dead = nets.zero_unit(net, i, dst)
-    out = nets.copy_unit(dead, i, src, dst, split=data.draw(st.floats(0.0, 1.0)))
+    dead = units.zero_unit(net, i, dst)
+    out = units.copy_unit(dead, i, src, dst, split=data.draw(st.floats(0.0, 1.0)))
     np.testing.assert_allclose(f(out, x), f(dead, x), rtol=1e-11, atol=1e-11)
-    for k, v in nets.get_row(out, i, dst).items():
-        np.testing.assert_array_equal(v, nets.get_row(out, i, src)[k])
+    for k, v in units.get_row(out, i, dst).items():
+        np.testing.assert_array_equal(v, units.get_row(out, i, src)[k])
 
 
 @given(net=any_nets(), data=st.data())
 def test_zeroing_a_dead_unit_preserves_function_and_a_live_one_changes_it(x64, net, data):
     i = data.draw(st.integers(1, net.depth - 1))
-    u = data.draw(st.integers(0, nets.num_units(net, i) - 1))
+    u = data.draw(st.integers(0, units.num_units(net, i) - 1))
     x = inputs(net, n=8)
     # dead: zero the column only; zeroing the row too must not change f.
-    col = nets.get_col(net, i, u)
-    dead = nets.set_col(net, i, u, {k: jnp.zeros_like(v) for k, v in col.items()})
-    assert u in nets.dead_units(dead)[i]
-    np.testing.assert_allclose(f(nets.zero_unit(dead, i, u), x), f(dead, x), rtol=1e-12, atol=1e-12)
-    assert u in nets.zero_units(nets.zero_unit(dead, i, u))[i]
+    col = units.get_col(net, i, u)
+    dead = units.set_col(net, i, u, {k: jnp.zeros_like(v) for k, v in col.items()})
+    assert u in units.dead_units(dead)[i]
+    np.testing.assert_allclose(f(units.zero_unit(dead, i, u), x), f(dead, x), rtol=1e-12, atol=1e-12)
+    assert u in units.zero_units(units.zero_unit(dead, i, u))[i]
     # live: a unit with a positive feature and a non-zero column changes f when zeroed.
-    row = nets.get_row(net, i, u)
+    row = units.get_row(net, i, u)
     row = {k: jnp.zeros_like(v) for k, v in row.items()}
     if "b" in row:
         row["b"] = jnp.ones_like(row["b"])
-        live = nets.set_row(net, i, u, row)
-        live = nets.set_col(live, i, u, {k: jnp.ones_like(v) for k, v in col.items()})
+        live = units.set_row(net, i, u, row)
+        live = units.set_col(live, i, u, {k: jnp.ones_like(v) for k, v in col.items()})
         # the unit now outputs the constant 1 (bias) everywhere and writes ones into layer i+1
-        changed = np.abs(f(nets.zero_unit(live, i, u), x) - f(live, x)).max()
+        changed = np.abs(f(units.zero_unit(live, i, u), x) - f(live, x)).max()
         if i == net.depth - 1:
             assert changed > 0.5
 
@@ -146,24 +146,24 @@ def test_zeroing_a_dead_unit_preserves_function_and_a_live_one_changes_it(x64, n
 @given(net=any_nets(), data=st.data())
 def test_rows_and_columns_round_trip(x64, net, data):
     i = data.draw(st.integers(1, net.depth - 1))
-    h = nets.num_units(net, i)
-    units = data.draw(st.lists(st.integers(0, h - 1), min_size=1, max_size=h, unique=True))
-    rows, cols = nets.get_rows(net, i, units), nets.get_cols(net, i, units)
-    assert rows["w"].shape[0] == len(units) and cols["w"].shape[1] == len(units)
-    assert leaves_equal(nets.set_cols(nets.set_rows(net, i, units, rows), i, units, cols), net)
+    h = units.num_units(net, i)
+    us = data.draw(st.lists(st.integers(0, h - 1), min_size=1, max_size=h, unique=True))
+    rows, cols = units.get_rows(net, i, us), units.get_cols(net, i, us)
+    assert rows["w"].shape[0] == len(us) and cols["w"].shape[1] == len(us)
+    assert leaves_equal(units.set_cols(units.set_rows(net, i, us, rows), i, us, cols), net)
     # a row is exactly what the unit reads: the unit's pre-activation only depends on it
     pre = nets.forward(net, inputs(net))[i - 1]
-    moved = nets.set_rows(net, i, units, jax.tree_util.tree_map(lambda v: 2 * v, rows))
+    moved = units.set_rows(net, i, us, jax.tree_util.tree_map(lambda v: 2 * v, rows))
     pre2 = nets.forward(moved, inputs(net))[i - 1]
-    np.testing.assert_allclose(np.take(pre2, units, axis=-1), 2 * np.take(pre, units, axis=-1), rtol=1e-12,
+    np.testing.assert_allclose(np.take(pre2, us, axis=-1), 2 * np.take(pre, us, axis=-1), rtol=1e-12,
                                atol=1e-12)
 
 
 def test_unit_spec_is_declarative_and_shared():
     d = nets.mlp(jax.random.PRNGKey(0), (4, 3, 3, 2)).arch
     c = nets.conv(jax.random.PRNGKey(0), (6, 6, 1), (3, 3), 2).arch
-    assert nets.unit_spec(d)[2] == nets.UnitAxes(rows=((1, "w", 0), (1, "b", 0)), cols=((2, "w", 1),))
-    assert nets.unit_spec(d) == nets.unit_spec(c)
+    assert units.unit_spec(d)[2] == units.UnitAxes(rows=((1, "w", 0), (1, "b", 0)), cols=((2, "w", 1),))
+    assert units.unit_spec(d) == units.unit_spec(c)
 
 
 # ------------------------------------------------------------------ flax converters

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from proofs_check import certify
 from stability.theory import dropout
-from stability.core import nets
+from stability.core import nets, units
 from stability.core.evaluate import evaluate_line
 from stability.core.losses import cross_entropy
 from stability.theory.paths import lemma1
@@ -114,7 +114,7 @@ def test_lemma4_property(x64, net, data):
                            "function_preserving")
     expect = net
     for i, p in enumerate(perms, start=1):
-        expect = nets.permute_units(expect, i, p)
+        expect = units.permute_units(expect, i, p)
     assert path.start is net and bitwise_equal(path.end, expect)
     assert certify(path).ok, certify(path).summary()
     check_function_preserved(path, inputs(net, n=4), data, 1e-12)

@@ -255,7 +255,7 @@ def cmd_plane(args: argparse.Namespace) -> int:
     sec = report.section("plane", "Train loss on the plane")
     report.figure(sec, planes.plot_plane(p, grid, {"segment A→C": [ws[0], ws[2]]}, labels=("A", "B", "C")),
                   "plane.png", "Train loss on the plane through the three checkpoints")
-    sec.data.update(coords=p.coords, a=grid["a"], b=grid["b"], loss=grid["loss"], acc=grid["acc"])
+    sec.data.update(coords=p.coords, alpha=grid["alpha"], beta=grid["beta"], loss=grid["loss"], acc=grid["acc"])
     report.add(sec)
     _log(f"wrote {args.out}/report.md")
     return 0

@@ -28,11 +28,12 @@ class CheckpointError(ValueError):
 def save(path: str | os.PathLike, net: Net, meta: dict[str, Any] | None = None) -> Path:
     """Write ``net`` (and JSON-serialisable ``meta``) to ``path``; bit-exact on reload."""
     header = {"format": FORMAT, "version": VERSION, "arch": net.arch.to_dict(), "meta": meta or {},
-              "dtypes": [str(np.asarray(layer["w"]).dtype) for layer in net.layers]}
+              "dtypes": [str(np.asarray(net.A(i)).dtype) for i in range(1, net.depth + 1)]}
     arrays: dict[str, np.ndarray] = {_HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
-    for l, layer in enumerate(net.layers):
-        for k, v in layer.items():
-            arrays[f"layer{l}/{k}"] = np.asarray(v)
+    for l in range(net.depth):
+        arrays[f"layer{l}/w"] = np.asarray(net.A(l + 1))
+        if net.bias(l + 1) is not None:
+            arrays[f"layer{l}/b"] = np.asarray(net.bias(l + 1))
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
@@ -56,17 +57,16 @@ def load(path: str | os.PathLike, with_meta: bool = False) -> Net | tuple[Net, d
     if header.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {header.get('version')}, this library reads {VERSION}")
     arch = Arch.from_dict(header["arch"])
-    layers = []
+    weights, biases = [], []
     for l, shape in enumerate(arch.weight_shapes()):
-        keys = ["w"] + (["b"] if arch.bias else [])
-        layer = {}
-        for k in keys:
-            name = f"layer{l}/{k}"
+        names = [f"layer{l}/w"] + ([f"layer{l}/b"] if arch.bias else [])
+        for name in names:
             if name not in arrays:
                 raise CheckpointError(f"{path} lacks array {name}")
-            layer[k] = jnp.asarray(arrays[name])
-        if tuple(layer["w"].shape) != shape:
-            raise CheckpointError(f"{path}: layer{l}/w has shape {layer['w'].shape}, architecture says {shape}")
-        layers.append(layer)
-    net = Net(arch, tuple(layers))
+        w = jnp.asarray(arrays[names[0]])
+        if tuple(w.shape) != shape:
+            raise CheckpointError(f"{path}: layer{l}/w has shape {w.shape}, architecture says {shape}")
+        weights.append(w)
+        biases.append(jnp.asarray(arrays[names[1]]) if arch.bias else None)
+    net = Net.from_arrays(arch, weights, biases)
     return (net, header["meta"]) if with_meta else net

@@ -21,16 +21,16 @@ so the row of hidden unit ``u`` of hidden layer ``i`` (paper index, 1..d-1) is
 ``w[u]`` and ``b[u]`` of ``layers[i-1]``, and its column is ``w[:, u]`` of
 ``layers[i]`` — for a conv net a unit is a channel, and for the first dense
 layer after ``flatten`` the column is every input position of that channel.
-:func:`unit_spec` states this declaratively (in the spirit of a permutation
-spec) and every hidden-unit operation below goes through it, so path code never
-branches on dense vs conv.
+:func:`stability.core.units.unit_spec` states this declaratively (in the spirit of a
+permutation spec) and every hidden-unit operation goes through :mod:`stability.core.units`,
+so path code never branches on dense vs conv.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal, NamedTuple, Sequence
+from typing import Any, Literal, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -41,11 +41,9 @@ Pool = Literal["max", "avg"] | None
 LayerKind = Literal["dense", "conv", "flatten", "gap"]
 
 __all__ = [
-    "Arch", "Net", "mlp", "conv", "apply", "forward", "layer_forward", "pool2", "init_like", "keras_init",
-    "UnitAxes", "unit_spec", "num_units", "widths", "depth",
-    "get_row", "set_row", "get_col", "set_col", "get_rows", "set_rows", "get_cols", "set_cols",
-    "zero_unit", "copy_unit", "permute_units", "zero_units", "dead_units",
-    "check_same_arch", "stack", "unstack", "lerp", "to_flax", "from_flax", "param_count",
+    "Arch", "Net", "mlp", "conv", "apply", "forward", "layer_forward", "layer_apply", "pool2", "init_like",
+    "keras_init", "widths", "depth", "check_same_arch", "stack", "unstack", "lerp", "to_flax", "from_flax",
+    "param_count",
 ]
 
 
@@ -146,40 +144,64 @@ class Arch:
         )
 
 
-@jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
 class Net:
     """A ReLU net: static :class:`Arch` plus a tuple of per-layer dicts ``{"w", ["b"]}``.
 
-    ``net.layers[l]["w"]`` is the paper's ``A_{l+1}``. Leaves may carry leading
-    batch axes (a stack of nets, see :func:`stack`).
+    Read layers through :meth:`A` / :meth:`bias` (paper numbering) and edit them with :meth:`with_layer`; the
+    hidden-unit view (:mod:`stability.core.units`) is the only other place that knows the layout. Leaves may
+    carry leading batch axes (a stack of nets, see :func:`stack`) and may be NumPy (host) or JAX arrays.
     """
 
     arch: Arch
     layers: tuple[dict[str, Array], ...]
-
-    def tree_flatten(self):
-        return (self.layers,), self.arch
-
-    @classmethod
-    def tree_unflatten(cls, arch, children):
-        return cls(arch, tuple(children[0]))
 
     @property
     def depth(self) -> int:
         return self.arch.depth
 
     def A(self, i: int) -> Array:
-        """Weight of layer ``i`` in the paper's 1-based numbering."""
+        """Weight of layer ``i`` in the paper's 1-based numbering (``A_i``)."""
         return self.layers[i - 1]["w"]
 
-    def replace_layer(self, l: int, **arrays: Array) -> "Net":
+    def bias(self, i: int) -> Array | None:
+        """Bias ``b_i`` of layer ``i`` (1-based), or ``None`` for a bias-free net."""
+        return self.layers[i - 1].get("b")
+
+    def with_layer(self, i: int, *, A: Array | None = None, b: Array | None = None) -> "Net":
+        """A copy with ``A_i`` and/or ``b_i`` (1-based) replaced."""
+        new = dict(self.layers[i - 1])
+        if A is not None:
+            new["w"] = A
+        if b is not None:
+            if "b" not in new:
+                raise ValueError(f"layer {i} has no bias to replace (the net is bias-free)")
+            new["b"] = b
         layers = list(self.layers)
-        layers[l] = {**layers[l], **arrays}
+        layers[i - 1] = new
         return Net(self.arch, tuple(layers))
+
+    @classmethod
+    def from_arrays(cls, arch: Arch, weights: Sequence[Array], biases: Sequence[Array | None] | None = None
+                    ) -> "Net":
+        """A net from per-layer weights ``A_1..A_d`` and biases (``None`` entries, or no list, when bias-free)."""
+        biases = [None] * len(weights) if biases is None else list(biases)
+        if len(weights) != arch.depth or len(biases) != arch.depth:
+            raise ValueError(f"need {arch.depth} weights and biases, got {len(weights)} and {len(biases)}")
+        layers = []
+        for w, b in zip(weights, biases):
+            layers.append({"w": w} if b is None else {"w": w, "b": b})
+        return cls(arch, tuple(layers))
+
+    def replace_layer(self, l: int, **arrays: Array) -> "Net":
+        """A copy with entries of 0-based layer ``l`` replaced (``w=…``, ``b=…``)."""
+        return self.with_layer(l + 1, A=arrays.get("w"), b=arrays.get("b"))
 
     def astype(self, dtype) -> "Net":
         return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), self)
+
+
+jax.tree_util.register_dataclass(Net, data_fields=["layers"], meta_fields=["arch"])
 
 
 def _he_init(key: Array, shape: tuple[int, ...], dtype) -> Array:
@@ -282,10 +304,10 @@ def pool2(h: Array, kind: str) -> Array:
     return h.max(axis=(2, 4)) if kind == "max" else h.mean(axis=(2, 4))
 
 
-def layer_forward(arch: Arch, l: int, layer: dict[str, Array], h: Array) -> Array:
-    """Pre-activation of parameter layer ``l`` (0-based) from its input ``h`` (activations after pooling)."""
+def layer_apply(arch: Arch, l: int, w: Array, b: Array | None, h: Array) -> Array:
+    """Pre-activation of parameter layer ``l`` (0-based) with weight ``w`` and bias ``b`` (``None``: the
+    linear part only) from its input ``h`` (activations after pooling)."""
     kind = arch.kinds[l]
-    w = layer["w"]
     if kind == "conv":
         out = jax.lax.conv_general_dilated(
             h, w, window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "OIHW", "NHWC")
@@ -296,9 +318,14 @@ def layer_forward(arch: Arch, l: int, layer: dict[str, Array], h: Array) -> Arra
         out = h.mean(axis=(1, 2)) @ w.T
     else:
         out = h @ w.T
-    if "b" in layer:
-        out = out + layer["b"]
+    if b is not None:
+        out = out + b
     return out
+
+
+def layer_forward(arch: Arch, l: int, layer: dict[str, Array], h: Array) -> Array:
+    """:func:`layer_apply` with the layer given as its parameter dict."""
+    return layer_apply(arch, l, layer["w"], layer.get("b"), h)
 
 
 def _check_input(arch: Arch, x: Array) -> None:
@@ -338,29 +365,6 @@ def apply(net: Net, x: Array) -> Array:
     return forward(net, x)[-1]
 
 
-# --------------------------------------------------------------------------- hidden-unit view
-
-
-class UnitAxes(NamedTuple):
-    """Where the units of one hidden layer live: ``(layer, param, axis)`` triples."""
-
-    rows: tuple[tuple[int, str, int], ...]
-    cols: tuple[tuple[int, str, int], ...]
-
-
-def unit_spec(arch: Arch) -> dict[int, UnitAxes]:
-    """Declarative unit spec: hidden layer ``i`` (1..d-1) → where its rows and columns are.
-
-    With this library's storage convention it is the same for dense and conv nets:
-    rows are axis 0 of layer ``i-1``'s ``w`` (and its ``b``), columns axis 1 of layer ``i``'s ``w``.
-    """
-    spec = {}
-    for i in range(1, arch.depth):
-        rows = ((i - 1, "w", 0),) + (((i - 1, "b", 0),) if arch.bias else ())
-        spec[i] = UnitAxes(rows=rows, cols=((i, "w", 1),))
-    return spec
-
-
 def depth(net: Net) -> int:
     return net.arch.depth
 
@@ -368,179 +372,6 @@ def depth(net: Net) -> int:
 def widths(net: Net) -> tuple[int, ...]:
     """Hidden widths ``(h_1, …, h_{d-1})``."""
     return net.arch.widths[:-1]
-
-
-def num_units(net: Net, i: int) -> int:
-    _check_hidden(net, i)
-    return net.arch.widths[i - 1]
-
-
-def _check_hidden(net: Net, i: int) -> None:
-    if not 1 <= i < net.arch.depth:
-        raise IndexError(f"hidden layer index must be in 1..{net.arch.depth - 1} (paper numbering), got {i}")
-
-
-# Unit-view edits on concrete arrays run in NumPy (path construction edits many units of nets
-# of ever-new shapes; eager jnp scatters would compile a kernel per shape). Under tracing
-# (jit/vmap/grad) the same operations use jnp, so the view stays usable inside compiled code.
-
-
-def _traced(*arrays) -> bool:
-    return any(isinstance(a, jax.core.Tracer) for a in arrays)
-
-
-def _idx(units):
-    if _traced(units):
-        return jnp.atleast_1d(jnp.asarray(units, dtype=jnp.int32))
-    return np.atleast_1d(np.asarray(units, dtype=np.int64))
-
-
-def _take(a: Array, axis: int, idx) -> Array:
-    if _traced(a, idx):
-        return jnp.take(a, idx, axis=axis)
-    return jnp.asarray(np.take(np.asarray(a), idx, axis=axis))
-
-
-def _put(a: Array, axis: int, idx, vals: Array) -> Array:
-    if _traced(a, idx, vals):
-        moved = jnp.moveaxis(a, axis, 0)
-        moved = moved.at[idx].set(jnp.moveaxis(jnp.asarray(vals, a.dtype), axis, 0))
-        return jnp.moveaxis(moved, 0, axis)
-    out = np.array(a)
-    vals = np.asarray(vals, dtype=out.dtype)
-    np.moveaxis(out, axis, 0)[idx] = np.moveaxis(vals, axis, 0)
-    return jnp.asarray(out)
-
-
-def _gather(net: Net, where, idx) -> dict[str, Array]:
-    return {p: _take(net.layers[l][p], ax, idx) for l, p, ax in where}
-
-
-def _scatter(net: Net, where, idx, vals: dict[str, Array]) -> Net:
-    layers = [dict(layer) for layer in net.layers]
-    for l, p, ax in where:
-        if p not in vals:
-            raise KeyError(f"missing {p!r} in values for layer {l}")
-        layers[l][p] = _put(layers[l][p], ax, idx, vals[p])
-    return Net(net.arch, tuple(layers))
-
-
-def _squeeze(v: Array, axis: int) -> Array:
-    return jnp.squeeze(v, axis) if _traced(v) else jnp.asarray(np.squeeze(np.asarray(v), axis))
-
-
-def _expand(v: Array, axis: int) -> Array:
-    return jnp.expand_dims(v, axis) if _traced(v) else np.expand_dims(np.asarray(v), axis)
-
-
-def get_rows(net: Net, i: int, units) -> dict[str, Array]:
-    """Rows (what the units read) of hidden layer ``i``: ``{"w": …, "b": …}``, unit axis first/kept."""
-    _check_hidden(net, i)
-    return _gather(net, unit_spec(net.arch)[i].rows, _idx(units))
-
-
-def set_rows(net: Net, i: int, units, rows: dict[str, Array]) -> Net:
-    _check_hidden(net, i)
-    return _scatter(net, unit_spec(net.arch)[i].rows, _idx(units), rows)
-
-
-def get_cols(net: Net, i: int, units) -> dict[str, Array]:
-    """Columns (what the units write into layer ``i+1``): ``{"w": …}`` with the unit axis at axis 1."""
-    _check_hidden(net, i)
-    return _gather(net, unit_spec(net.arch)[i].cols, _idx(units))
-
-
-def set_cols(net: Net, i: int, units, cols: dict[str, Array]) -> Net:
-    _check_hidden(net, i)
-    return _scatter(net, unit_spec(net.arch)[i].cols, _idx(units), cols)
-
-
-def get_row(net: Net, i: int, u: int) -> dict[str, Array]:
-    return {k: _squeeze(v, 0) for k, v in get_rows(net, i, [u]).items()}
-
-
-def set_row(net: Net, i: int, u: int, row: dict[str, Array]) -> Net:
-    return set_rows(net, i, [u], {k: _expand(v, 0) for k, v in row.items()})
-
-
-def get_col(net: Net, i: int, u: int) -> dict[str, Array]:
-    return {k: _squeeze(v, 1) for k, v in get_cols(net, i, [u]).items()}
-
-
-def set_col(net: Net, i: int, u: int, col: dict[str, Array]) -> Net:
-    return set_cols(net, i, [u], {k: _expand(v, 1) for k, v in col.items()})
-
-
-def _zeros_like_rows(net: Net, i: int, n: int) -> dict[str, Array]:
-    return {k: np.zeros((n,) + v.shape[1:], v.dtype) for k, v in get_rows(net, i, [0]).items()}
-
-
-def _zeros_like_cols(net: Net, i: int, n: int) -> dict[str, Array]:
-    out = {}
-    for k, v in get_cols(net, i, [0]).items():
-        shape = list(v.shape)
-        shape[1] = n
-        out[k] = np.zeros(tuple(shape), v.dtype)
-    return out
-
-
-def zero_unit(net: Net, i: int, units) -> Net:
-    """Make units zero: row and column both 0 (function changes unless already dead)."""
-    idx = _idx(units)
-    net = set_rows(net, i, idx, _zeros_like_rows(net, i, idx.shape[0]))
-    return set_cols(net, i, idx, _zeros_like_cols(net, i, idx.shape[0]))
-
-
-def copy_unit(net: Net, i: int, src: int, dst: int, split: float = 0.5) -> Net:
-    """Copy unit ``src`` onto ``dst``: ``row[dst] := row[src]``, then split src's column,
-    ``col[dst] := split·col[src]``, ``col[src] := (1−split)·col[src]``. The function is
-    preserved exactly when ``dst`` was dead (its old column, which is overwritten, was 0)."""
-    if src == dst:
-        raise ValueError("copy_unit needs two different units")
-    net = set_row(net, i, dst, get_row(net, i, src))
-    col = get_col(net, i, src)
-    net = set_col(net, i, dst, {k: np.asarray(v) * split for k, v in col.items()})
-    return set_col(net, i, src, {k: np.asarray(v) * (1 - split) for k, v in col.items()})
-
-
-def permute_units(net: Net, i: int, perm) -> Net:
-    """Reorder hidden layer ``i``: new unit ``k`` is old unit ``perm[k]`` (rows and columns)."""
-    perm = np.asarray(perm)
-    h = num_units(net, i)
-    if sorted(perm.tolist()) != list(range(h)):
-        raise ValueError(f"perm must be a permutation of range({h}), got {perm.tolist()}")
-    spec = unit_spec(net.arch)[i]
-    layers = [dict(layer) for layer in net.layers]
-    for l, p, ax in spec.rows + spec.cols:
-        layers[l][p] = _take(layers[l][p], ax, perm)
-    return Net(net.arch, tuple(layers))
-
-
-def _unit_norms(vals: dict[str, Array], axis: int) -> np.ndarray:
-    total = None
-    for v in vals.values():
-        a = np.abs(np.asarray(v))
-        a = np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1).max(axis=1)
-        total = a if total is None else np.maximum(total, a)
-    return total
-
-
-def dead_units(net: Net) -> dict[int, np.ndarray]:
-    """Hidden layer → indices of units whose column is exactly 0 (they cannot affect the output)."""
-    out = {}
-    for i in range(1, net.arch.depth):
-        h = num_units(net, i)
-        out[i] = np.flatnonzero(_unit_norms(get_cols(net, i, np.arange(h)), 1) == 0)
-    return out
-
-
-def zero_units(net: Net) -> dict[int, np.ndarray]:
-    """Hidden layer → indices of units whose row and column are both exactly 0."""
-    out = {}
-    for i, dead in dead_units(net).items():
-        rows = _unit_norms(get_rows(net, i, np.arange(num_units(net, i))), 0)
-        out[i] = np.array([u for u in dead if rows[u] == 0], dtype=np.int64)
-    return out
 
 
 # --------------------------------------------------------------------------- pytree utilities

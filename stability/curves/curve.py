@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from stability.core.hostloop import run_steps, use_host_loop
+from stability.core.nets import Net
 from stability.core.losses import Loss, cross_entropy, get_loss
 from stability.core.train import MinibatchOrder, TrainConfig, make_optimizer, make_schedule
 
@@ -208,24 +209,21 @@ def perturb_bends(curve: Curve, key: Array, scale: float) -> Curve:
 def trivial_point(net: Any, t: Array | float) -> Any:
     """Garipov Appendix A.6's trivial curve from the origin to ``net``: ``W_i(t) = t·W_i``, ``b_i(t) = t^i·b_i``.
 
-    ``net`` is a :class:`stability.nets.Net` (layer ``i`` is ``net.layers[i-1]``). For a ReLU net
+    ``net`` is a :class:`stability.core.nets.Net` (layer ``i`` is ``A_i``, ``b_i``). For a ReLU net
     without BatchNorm (dense or conv, max or average pooling) every layer is positively homogeneous,
     so ``f_{φ(t)}(x) = t^d f(x)``: the same predictions for every ``t > 0``. Exact at ``t = 1``.
     """
-    layers = getattr(net, "layers", None)
-    if layers is None or not hasattr(net, "arch"):
-        raise TypeError(f"the trivial curve needs a stability.nets.Net (layer-indexed weights), got {type(net)}")
+    if not isinstance(net, Net):
+        raise TypeError(f"the trivial curve needs a stability.core.nets.Net (layer-indexed weights), got {type(net)}")
     dtype = jax.tree_util.tree_leaves(net)[0].dtype
     t = jnp.asarray(t, dtype)
     if t.ndim != 0:
         raise ValueError(f"trivial_point takes a scalar t (vmap it for many), got shape {t.shape}")
-    new = []
-    for i, layer in enumerate(layers, start=1):
-        scaled = {"w": jnp.where(t == 1, layer["w"], t * layer["w"]).astype(dtype)}
-        if "b" in layer:
-            scaled["b"] = jnp.where(t == 1, layer["b"], t**i * layer["b"]).astype(dtype)
-        new.append({**layer, **scaled})
-    return type(net)(net.arch, tuple(new))
+    for i in range(1, net.depth + 1):
+        w, b = net.A(i), net.bias(i)
+        net = net.with_layer(i, A=jnp.where(t == 1, w, t * w).astype(dtype),
+                             b=None if b is None else jnp.where(t == 1, b, t**i * b).astype(dtype))
+    return net
 
 
 def trivial_path_point(theta: tuple[Any, Any], t: Array) -> Any:

@@ -93,7 +93,7 @@ def evaluate_plane(p: Plane, x: Array, y: Array, *, resolution: int = 21, margin
     theta = (p.origin, p.u, p.v, jnp.asarray(grid, p.origin.dtype), template)
     res = evaluate(plane_grid_point, theta, np.arange(grid.shape[0], dtype=np.float64), x, y, apply_fn=apply_fn,
                    loss=loss, **kw)
-    return {"a": a, "b": b, "loss": res.loss.reshape(A.shape), "acc": res.acc.reshape(A.shape)}
+    return {"alpha": a, "beta": b, "loss": res.loss.reshape(A.shape), "acc": res.acc.reshape(A.shape)}
 
 
 def plot_plane(p: Plane, grid: dict[str, np.ndarray], curves: dict[str, Sequence[Any]] | None = None,
@@ -105,7 +105,7 @@ def plot_plane(p: Plane, grid: dict[str, np.ndarray], curves: dict[str, Sequence
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     loss = np.maximum(grid["loss"], 1e-6)
     levels = np.geomspace(loss.min(), loss.max(), 20) if loss.max() > loss.min() else 10
-    cs = ax.contourf(grid["a"], grid["b"], loss, levels=levels, norm=LogNorm(), cmap="viridis")
+    cs = ax.contourf(grid["alpha"], grid["beta"], loss, levels=levels, norm=LogNorm(), cmap="viridis")
     fig.colorbar(cs, ax=ax, label="loss")
     for name, pts in (curves or {}).items():
         xy = np.array([p.project(w) for w in pts])

@@ -1,6 +1,6 @@
 """Permutation alignment of two ReLU nets, and the Lemma 4 path from a net to its aligned copy.
 
-Permuting the hidden units of a net (a unit's row and column together, :func:`stability.nets.permute_units`)
+Permuting the hidden units of a net (a unit's row and column together, :func:`stability.core.units.permute_units`)
 never changes the function it computes. Aligning θ_B to θ_A means choosing one permutation per hidden layer
 so that the permuted θ_B is "close" to θ_A; the straight line between θ_A and the aligned θ_B then often
 has a much lower loss barrier than the line to θ_B itself. Two matchings of Ainsworth, Hayase & Srinivasa,
@@ -12,9 +12,9 @@ has a much lower loss barrier than the line to θ_B itself. Two matchings of Ain
 * :func:`activation_matching` ("activation matching"): per hidden layer, the assignment that maximises
   the correlation (or minimises the squared distance) of the two nets' hidden activations on data.
 
-Everything goes through the hidden-unit view of :mod:`stability.nets` (:func:`~stability.nets.unit_spec`):
+Everything goes through the hidden-unit view of :mod:`stability.core.units` (:func:`~stability.core.units.unit_spec`):
 unit ``u`` of hidden layer ``i`` owns axis-0 slice ``u`` of ``layers[i-1]`` (``w`` and ``b``) and axis-1
-slice ``u`` of ``layers[i]["w"]``, so a conv unit is a channel (its whole kernel slice) and, for the dense
+slice ``u`` of ``A_{i+1}``, so a conv unit is a channel (its whole kernel slice) and, for the dense
 layer after ``flatten``, a column is every input position of the channel. Permutations follow
 ``permute_units``: **new unit k is old unit perm[k]**.
 
@@ -38,6 +38,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from stability.core import nets as _nets
+from stability.core import units as _units
 from stability.core.evaluate import padded_batches
 from stability.theory.paths.lemma2 import lemma4
 from stability.theory.paths.path import Path, nets_equal
@@ -116,7 +117,7 @@ def apply_perms(net: _nets.Net, perms: Perms) -> _nets.Net:
     """``net`` with hidden layer ``i`` permuted by ``perms[i-1]`` (new unit k = old unit perms[i-1][k]).
     A pure re-indexing: the same function, every weight moved bit for bit."""
     for i, p in enumerate(check_perms(net, perms), start=1):
-        net = _nets.permute_units(net, i, p)
+        net = _units.permute_units(net, i, p)
     return net
 
 
@@ -146,12 +147,13 @@ class _Params:
 
     def __init__(self, net: _nets.Net) -> None:
         self.arch = net.arch
-        self.p: dict[tuple[int, str], np.ndarray] = {
-            (l, k): np.asarray(v, np.float64) for l, layer in enumerate(net.layers) for k, v in layer.items()}
+        e = _units.EditNet.of(net, copy=False)
+        self.p: dict[tuple[int, str], np.ndarray] = {(l, "w"): w.astype(np.float64) for l, w in enumerate(e.w)}
+        self.p.update({(l, "b"): b.astype(np.float64) for l, b in enumerate(e.b) if b is not None})
 
     def unit_matrix(self, i: int) -> list[np.ndarray]:
         """Hidden layer ``i``'s units as ``(h_i, ·)`` matrices: one per row/column parameter of its unit spec."""
-        spec = _nets.unit_spec(self.arch)[i]
+        spec = _units.unit_spec(self.arch)[i]
         out = []
         for l, k, ax in spec.rows + spec.cols:
             a = np.moveaxis(self.p[(l, k)], ax, 0)
@@ -159,7 +161,7 @@ class _Params:
         return out
 
     def permute(self, i: int, perm: np.ndarray) -> None:
-        spec = _nets.unit_spec(self.arch)[i]
+        spec = _units.unit_spec(self.arch)[i]
         for l, k, ax in spec.rows + spec.cols:
             self.p[(l, k)] = np.take(self.p[(l, k)], perm, axis=ax)
 
@@ -330,7 +332,7 @@ def weight_matching(net_a: _nets.Net, net_b: _nets.Net, *, seed: int = 0, max_it
             B.permute(i, p)
     elif init == "forward":
         for i in range(1, d):
-            k = len(_nets.unit_spec(net_b.arch)[i].rows)
+            k = len(_units.unit_spec(net_b.arch)[i].rows)
             C = sum(a @ b.T for a, b in zip(A.unit_matrix(i)[:k], B.unit_matrix(i)[:k]))
             _, sigma = linear_sum_assignment(C, maximize=True)
             B.permute(i, sigma)
@@ -478,7 +480,7 @@ def activation_matching(net_a: _nets.Net, net_b: _nets.Net, x: Any, *,
 
 
 def _nonzero_counts(net: _nets.Net) -> list[int]:
-    zero = _nets.zero_units(net)
+    zero = _units.zero_units(net)
     return [h - int(zero[i].size) for i, h in enumerate(_nets.widths(net), start=1)]
 
 

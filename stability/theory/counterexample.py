@@ -2,8 +2,8 @@
 overparametrised two-layer ReLU net (docs/THEORY.md §7).
 
 The student is ``f(x) = wᵀφ(Ax)`` with ``A ∈ R^{h×(h+2)}`` and no biases
-(``nets.Arch(in_shape=(h+2,), widths=(h, 1), bias=False)``; ``A = net.layers[0]["w"]``,
-``wᵀ = net.layers[1]["w"]``). :func:`dataset` builds the appendix's ``X ∈ R^{n×(h+2)}`` (rows =
+(``nets.Arch(in_shape=(h+2,), widths=(h, 1), bias=False)``; ``A = net.A(1)``,
+``wᵀ = net.A(2)``). :func:`dataset` builds the appendix's ``X ∈ R^{n×(h+2)}`` (rows =
 samples, columns = features ``f_1 … f_{h+2}``) and ``y`` with the row offsets of its Figure 4 (the
 appendix's case formulas have typos; docs/THEORY.md §7 states the corrected rows). Two global minima
 (zero squared-error loss): the 2-unit **teacher** reading ``f_1, f_2`` with output weights
@@ -186,8 +186,8 @@ def generic_teacher_data(h: int, n: int, seed: int = 0, dtype: Any = np.float32,
 
 def net_loss(net: _nets.Net, X: np.ndarray, y: np.ndarray) -> float:
     """The paper's ``L = (1/n) Σ_i ½ (f(x_i) − y_i)²`` of a two-layer no-bias net, in float64 NumPy."""
-    A = np.asarray(net.layers[0]["w"], np.float64)
-    w = np.asarray(net.layers[1]["w"], np.float64)
+    A = np.asarray(net.A(1), np.float64)
+    w = np.asarray(net.A(2), np.float64)
     out = np.maximum(np.asarray(X, np.float64) @ A.T, 0.0) @ w.T
     return float(np.mean(0.5 * (out[:, 0] - np.asarray(y, np.float64)) ** 2))
 
@@ -204,7 +204,7 @@ def _fit_impl(net: _nets.Net, x: Array, y: Array, steps: int, lr: float, nonneg_
         u, s = opt.update(jax.grad(_mse)(p, x, y), s, p)
         p = optax.apply_updates(p, u)
         if nonneg_out:  # projection onto w ≥ 0: the crossing set S (with width h − 1)
-            p = p.replace_layer(1, w=jnp.maximum(p.layers[1]["w"], 0))
+            p = p.with_layer(2, A=jnp.maximum(p.A(2), 0))
         return (p, s), None
 
     (net, _), _ = jax.lax.scan(step, (net, opt.init(net)), None, length=steps)
@@ -241,11 +241,11 @@ def fit_students(h: int, X: np.ndarray, y: np.ndarray, seeds: Sequence[int], *, 
     stacked = []
     for shape in a.weight_shapes():  # He-normal from NumPy generators (no per-shape compile)
         ws = [np.random.default_rng([int(s), len(stacked)]).normal(size=shape) * np.sqrt(2.0 / shape[1]) for s in seeds]
-        stacked.append({"w": jnp.asarray(np.stack(ws), X.dtype)})
+        stacked.append(jnp.asarray(np.stack(ws), X.dtype))
     if nonneg_out:
-        stacked[1]["w"] = jnp.abs(stacked[1]["w"])
+        stacked[1] = jnp.abs(stacked[1])
     Xp, yp = _pad_rows(X, y, n_pad)
-    out = _nets.unstack(_fit_many(_nets.Net(a, tuple(stacked)), jnp.asarray(Xp), jnp.asarray(yp), int(steps),
+    out = _nets.unstack(_fit_many(_nets.Net.from_arrays(a, stacked), jnp.asarray(Xp), jnp.asarray(yp), int(steps),
                                   float(lr), bool(nonneg_out)))
     return out, np.array([net_loss(n, X, y) for n in out])
 
@@ -262,8 +262,8 @@ def crossing_set_loss(h: int, X: np.ndarray, y: np.ndarray, *, restarts: int = 8
 
 def _embed_zero_unit(net: _nets.Net, p: int) -> _nets.Net:
     """A width-(h−1) net as a width-h net whose unit ``p`` is a zero unit (same function)."""
-    A = np.insert(np.asarray(net.layers[0]["w"]), p, 0.0, axis=0)
-    w = np.insert(np.asarray(net.layers[1]["w"]), p, 0.0, axis=1)
+    A = np.insert(np.asarray(net.A(1)), p, 0.0, axis=0)
+    w = np.insert(np.asarray(net.A(2)), p, 0.0, axis=1)
     h = A.shape[0]
     return _nets.Net(arch(h), ({"w": jnp.asarray(A)}, {"w": jnp.asarray(w)}))
 
@@ -413,7 +413,7 @@ def _control_case(h: int, n: int, cfg: StudyConfig, seed: int, n_pad: int, log: 
         f"best learned barrier {best['barrier']:.2e}")
     return {"h": h, "n": n, "loss_of_zero_function": zero_loss, "student_loss": float(losses.min()),
             "teacher_loss": net_loss(teacher, X, y), "negative_output_weights": int(np.sum(
-                np.asarray(student.layers[1]["w"]) < 0)),
+                np.asarray(student.A(2)) < 0)),
             "straight": line, "best_curve": best,
             "curves": [_no_loss(c) for c in curves_]}
 

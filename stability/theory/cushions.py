@@ -63,7 +63,7 @@ import numpy as np
 
 from stability.core import nets as _nets
 from stability.core.io import atomic_write
-from stability.core.nets import layer_forward as _apply_layer, pool2 as _pool2
+from stability.core.nets import layer_apply, pool2 as _pool2
 
 Array = jax.Array
 
@@ -110,7 +110,7 @@ def _weight_sq(net: _nets.Net, i: int) -> Array:
     """Squared operator entries of layer ``i`` summed per (output unit, input unit): ``(out, in)``."""
     arch = net.arch
     l = i - 1
-    w = net.layers[l]["w"]
+    w = net.A(i)
     kind = arch.kinds[l]
     if kind == "conv":
         counts = jnp.asarray(_tap_counts(arch, l), w.dtype)
@@ -176,12 +176,12 @@ def _act(arch: _nets.Arch, k: int, xk: Array) -> Array:
 
 def _linear(net: _nets.Net, k: int, h: Array) -> Array:
     """``A_k h`` (no bias) on a batch."""
-    return _apply_layer(net.arch, k - 1, {"w": net.layers[k - 1]["w"]}, h)
+    return layer_apply(net.arch, k - 1, net.A(k), None, h)
 
 
 def _affine(net: _nets.Net, k: int, h: Array) -> Array:
     """``A_k h + b_k`` on a batch."""
-    return _apply_layer(net.arch, k - 1, net.layers[k - 1], h)
+    return layer_apply(net.arch, k - 1, net.A(k), net.bias(k), h)
 
 
 def _step(net: _nets.Net, k: int, x_prev: Array) -> Array:

@@ -2,7 +2,7 @@
 
 Kuditipudi et al. 2019, docs/THEORY.md §1. Everything goes through the hidden-unit view of
 :mod:`stability.nets`: dropping hidden unit ``u`` of layer ``i`` scales its *column*
-(``A_{i+1}[:, u]``, i.e. axis 1 of ``layers[i]["w"]``), so dense and channel-wise conv
+(``A_{i+1}[:, u]``, i.e. axis 1 of its weight), so dense and channel-wise conv
 nets (Remark 1: a unit is a channel) share one implementation.
 
 * :class:`KeptSets` — one kept set ``K_i`` and one rescale ``r_i > 0`` per hidden layer.
@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stability.core import nets as _nets
+from stability.core import units as _units
 from stability.core.evaluate import evaluate
 from stability.core.losses import Loss, cross_entropy, get_loss
 
@@ -170,17 +171,8 @@ def column_scales(net: _nets.Net, ks: KeptSets, i: int) -> list[np.ndarray]:
     return out
 
 
-def _scale_cols(net: _nets.Net, scales: Sequence[np.ndarray | Array]) -> _nets.Net:
-    """Multiply the column of every hidden unit by its scale (axis 1 of the next layer's ``w``)."""
-    layers = list(net.layers)
-    for j, s in enumerate(scales, start=1):
-        w = layers[j]["w"]
-        s = jnp.asarray(s, w.dtype).reshape((1, -1) + (1,) * (w.ndim - 2))
-        layers[j] = {**layers[j], "w": w * s}
-    return _nets.Net(net.arch, tuple(layers))
-
-
-_scale_cols_jit = jax.jit(_scale_cols)
+_scale_cols = _units.scale_cols
+_scale_cols_jit = jax.jit(_units.scale_cols)
 
 
 def theta_i(net: _nets.Net, keep: KeptSets | Sequence[Sequence[int]], i: int,
@@ -327,9 +319,7 @@ def unit_importance(net: _nets.Net, x, max_samples: int = 2048) -> list[np.ndarr
     for i in range(1, net.depth):
         act = np.asarray(jax.nn.relu(pre[i - 1]), dtype=np.float64)
         mean_act = act.reshape(-1, act.shape[-1]).mean(axis=0)
-        w = np.asarray(net.layers[i]["w"], dtype=np.float64)
-        col = np.sqrt(np.sum(np.moveaxis(w, 1, 0).reshape(w.shape[1], -1) ** 2, axis=1))
-        out.append(mean_act * col)
+        out.append(mean_act * _units.col_norms(net, i))
     return out
 
 

@@ -172,8 +172,8 @@ class _Problem:
         # control points padded to a power of two (fewer programs); support padded likewise
         K = curve.n_points
         Kp = _pow2(K, 4)
-        self.pts = tuple({k: jnp.asarray(np.concatenate([v, np.zeros((Kp - K,) + v.shape[1:])]))
-                          for k, v in layer.items()} for layer in pts.layers)
+        pad = lambda v: jnp.asarray(np.concatenate([v, np.zeros((Kp - K,) + v.shape[1:])]))  # noqa: E731
+        self.pts = jax.tree_util.tree_map(pad, pts)
         support = curve.support
         Ks = _pow2(max(len(s) for s in support), 4)  # ≥ 4: segments and Bezier curves of degree ≤ 3
         M1 = _pow2(curve.degree + 1, 4)              # share one program

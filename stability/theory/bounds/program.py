@@ -95,15 +95,15 @@ def _first_layer(spec: Spec, w: Array, b: Array | None, x: Array) -> tuple[Array
     return G, rnd.inflate(rnd.gamma(n + 1) * E, n + 8)
 
 
-def _weights(spec: Spec, pts: tuple[dict[str, Array], ...], sub: Subintervals) -> list[tuple[TM, TM | None]]:
-    """Enclosures of the weights of layers ``1 … d−1`` on ONE sub-interval."""
+def _weights(spec: Spec, pts: _nets.Net, sub: Subintervals) -> list[tuple[TM, TM | None]]:
+    """Enclosures of the weights of layers ``2 … d`` on ONE sub-interval (``pts``: the stacked control points)."""
     rnd = Rounding(spec.sound)
     out = []
-    for layer in pts[1:]:
-        W = poly_combination(layer["w"][sub.idx], None, sub.c, sub.rho, sub.sigma, sub.delta, rnd, spec.order)
+    for i in range(2, pts.depth + 1):
+        W = poly_combination(pts.A(i)[sub.idx], None, sub.c, sub.rho, sub.sigma, sub.delta, rnd, spec.order)
         bias = None
-        if "b" in layer:
-            bias = poly_combination(layer["b"][sub.idx], None, sub.c, sub.rho, sub.sigma, sub.delta, rnd, spec.order)
+        if pts.bias(i) is not None:
+            bias = poly_combination(pts.bias(i)[sub.idx], None, sub.c, sub.rho, sub.sigma, sub.delta, rnd, spec.order)
         out.append((W, bias))
     return out
 
@@ -135,8 +135,7 @@ def _sub_sums(spec: Spec, weights, G: Array, E: Array | None, target: Array, mas
 
 
 def _batch_sums(spec: Spec, pts, weights, x: Array, target: Array, mask: Array, sub: Subintervals):
-    layer0 = pts[0]
-    G, E = _first_layer(spec, layer0["w"], layer0.get("b"), x)
+    G, E = _first_layer(spec, pts.A(1), pts.bias(1), x)
     return jax.vmap(lambda W, s: _sub_sums(spec, W, G, E, target, mask, s))(weights, sub)
 
 

@@ -20,22 +20,13 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from stability.core import nets as _nets
-from stability.core.units import EditNet
+from stability.core import units as _units
+from stability.core.units import EditNet, live_units, nonzero_units
 from stability.theory.paths.path import Path, Segment
 
 __all__ = ["lemma4", "lemma2", "lemma2_states", "lemma4_states", "live_units", "nonzero_units", "free_sigma"]
 
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
-
-
-def live_units(e: EditNet, i: int) -> np.ndarray:
-    """Units of hidden layer ``i`` whose column is nonzero (not dead)."""
-    return np.flatnonzero(e.col_nonzero(i))
-
-
-def nonzero_units(e: EditNet, i: int) -> np.ndarray:
-    """Units of hidden layer ``i`` that are not zero (row or column nonzero)."""
-    return np.flatnonzero(e.col_nonzero(i) | e.row_nonzero(i))
 
 
 def free_sigma(L: np.ndarray, Lp: np.ndarray, h: int) -> np.ndarray:
@@ -121,7 +112,7 @@ def _perm_targets(net: _nets.Net, perm) -> dict[int, np.ndarray]:
         perms = {i: perm[i - 1] for i in range(1, d)}
     out = {}
     for i, p in perms.items():
-        h = _nets.num_units(net, i)
+        h = _units.num_units(net, i)
         p = np.arange(h) if p is None else np.asarray(p, np.int64)
         if sorted(p.tolist()) != list(range(h)):
             raise ValueError(f"lemma4: perm of hidden layer {i} must be a permutation of range({h}), got {p.tolist()}")
@@ -152,7 +143,7 @@ def lemma4(net: _nets.Net, perm: Sequence[Sequence[int] | None] | Mapping[int, S
     segs = [Segment(seq[j], seq[j + 1], c, lab) for j, (_, c, lab) in enumerate(states)]
     target = net
     for i, t in tau_all.items():  # the claimed end: the permuted net, built by the unit view directly
-        target = _nets.permute_units(target, i, np.argsort(t))
+        target = _units.permute_units(target, i, np.argsort(t))
     return Path(segs, {"name": "Lemma 4", "targets": {i: tau[i].tolist() for i in tau}}, check=False,
                 connects=(net, target))
 

@@ -17,9 +17,10 @@ import numpy as np
 from stability.core import nets as _nets
 from stability.theory.cushions import column_ratio
 from stability.theory.dropout import KeptSets, algorithm1, kept_sets_from_deltas, make_kept_sets
-from stability.core.units import EditNet
+from stability.core import units as _units
+from stability.core.units import EditNet, live_units, nonzero_units
 from stability.theory.paths.lemma1 import lemma1
-from stability.theory.paths.lemma2 import lemma2, lemma2_states, live_units, nonzero_units
+from stability.theory.paths.lemma2 import lemma2, lemma2_states
 from stability.theory.paths.path import Path, Segment
 
 __all__ = ["theorem1", "lemma3", "theorem2", "theorem3", "embed_narrow", "narrow_widths"]
@@ -150,7 +151,7 @@ def embed_narrow(narrow: _nets.Net, arch: _nets.Arch, positions: Sequence[Sequen
             perm = np.empty(arch.widths[i - 1], np.int64)
             perm[positions[i - 1]] = src
             perm[free] = rest
-            out = _nets.permute_units(out, i, perm)
+            out = _units.permute_units(out, i, perm)
         return out
     if dataclasses.replace(narrow.arch, widths=arch.widths) != arch:
         raise ValueError(f"the narrow net's architecture differs from the wide one beyond the hidden widths:\n"
