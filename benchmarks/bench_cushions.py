@@ -29,7 +29,10 @@ import numpy as np
 
 from stability.theory import cushions
 from stability.core import nets
-from stability.theory.cushions import _norm, _step
+from stability.theory.cushions.maps import _step
+from stability.theory.cushions.measure import _default_batch
+from stability.theory.cushions.operators import _norm
+from stability.theory.cushions.smoothness import _scales
 from stability.app.report import machine_description
 
 from _table import emit
@@ -92,7 +95,7 @@ def _baseline_chunk(net: nets.Net, x, scales, starts: tuple[int, ...]):
 
 
 def baseline(net: nets.Net, x, deltas, ts, batch: int, starts: tuple[int, ...]):
-    scales = cushions._scales(net, deltas, np.asarray(ts, np.float64), x.dtype)
+    scales = _scales(net, deltas, np.asarray(ts, np.float64), x.dtype)
     out = []
     for s in range(0, x.shape[0], batch):
         xc = x[s:s + batch]
@@ -191,7 +194,7 @@ def main() -> None:
               batch_size=args.batch, memory_budget=budget)
 
     # ours: a first call on one chunk compiles; then the whole run, warm
-    bs = args.batch or cushions._default_batch(net, n, args.draws * len(ts), 4, budget)
+    bs = args.batch or _default_batch(net, n, args.draws * len(ts), 4, budget)
     kw["batch_size"] = bs
     t0 = time.perf_counter()
     cushions.measure(net, x[:bs], key, **kw)

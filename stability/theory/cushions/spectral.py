@@ -1,0 +1,407 @@
+"""Spectral norms ``‖J^{i,j}‖₂`` of every interlayer Jacobian from jvp/vjp only: LOBPCG or power iteration on
+``JᵀJ``, packed over layer pairs, vmapped over samples, driven from the host in jitted blocks."""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stability.core import nets as _nets
+from stability.theory.cushions.operators import _norm
+from stability.theory.cushions.maps import _check_x, _dims, _linearise
+
+Array = jax.Array
+
+
+# --------------------------------------------------------------------------- spectral norms (LOBPCG, power iteration)
+
+
+def _pair_forward(jvps, d: int, V: Sequence[Array]) -> dict[tuple[int, int], Array]:
+    """``J^{i,j} V_i[j−i−1]`` for every pair ``i < j`` in one upward sweep; ``V[i−1]`` is
+    ``(d−i, B, *shape of x^i)``. The stack stays sorted by end layer ``j``: after layer ``k`` the
+    entries with ``j = k`` are at its front and leave it."""
+    out = {}
+    T, tags = None, []
+    for k in range(2, d + 1):
+        new = [(k - 1, j) for j in range(k, d + 1)]
+        cat = V[k - 2] if T is None else jnp.concatenate([T, V[k - 2]], axis=0)
+        tags = tags + new
+        perm = sorted(range(len(tags)), key=lambda r: (tags[r][1], tags[r][0]))
+        if perm != list(range(len(tags))):
+            cat = cat[np.asarray(perm)]
+            tags = [tags[r] for r in perm]
+        T = jax.vmap(jvps[k])(cat)
+        n_end = sum(1 for t in tags if t[1] == k)
+        for r in range(n_end):
+            out[tags[r]] = T[r]
+        T, tags = T[n_end:], tags[n_end:]
+    return out
+
+
+def _pair_backward(vjps, d: int, U: dict[tuple[int, int], Array]) -> dict[tuple[int, int], Array]:
+    """``(J^{i,j})ᵀ U[i, j]`` for every pair in one downward sweep (``U[i, j]`` lives at layer ``j``);
+    the stack stays sorted by start layer, descending, so finished entries leave from its front."""
+    out = {}
+    T, tags = None, []
+    for k in range(d, 1, -1):
+        new = [(i, k) for i in range(1, k)]
+        fresh = jnp.stack([U[t] for t in new])
+        cat = fresh if T is None else jnp.concatenate([T, fresh], axis=0)
+        tags = tags + new
+        perm = sorted(range(len(tags)), key=lambda r: (-tags[r][0], tags[r][1]))
+        if perm != list(range(len(tags))):
+            cat = cat[np.asarray(perm)]
+            tags = [tags[r] for r in perm]
+        T = jax.vmap(vjps[k])(cat)                       # now at layer k − 1
+        n_done = sum(1 for t in tags if t[0] == k - 1)
+        for r in range(n_done):
+            out[tags[r]] = T[r]
+        T, tags = T[n_done:], tags[n_done:]
+    return out
+
+
+def _start_vectors(shape: tuple[int, ...], seed: Array, dtype) -> Array:
+    """Pseudo-random solver start vectors in ``[−½, ½)``: the murmur3 finaliser of
+    ``index + seed`` (threefry would add seconds of XLA compile time on CPU for no benefit here)."""
+    h = jnp.arange(math.prod(shape), dtype=jnp.uint32).reshape(shape) * jnp.uint32(0x9E3779B9) + seed
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    h = h ^ (h >> 16)
+    return ((h >> 8).astype(jnp.float32) * (1.0 / 2**24) - 0.5).astype(dtype)
+
+
+def _expand(a: Array, like: Array) -> Array:
+    return a.reshape(a.shape + (1,) * (like.ndim - a.ndim))
+
+
+def _unit(v: Array, fallback: Array | None = None) -> tuple[Array, Array]:
+    """``v/‖v‖`` per entry (``fallback`` or 0 where ``‖v‖ = 0``) and ``‖v‖``."""
+    n = _norm(v, 2)
+    ok = n > 0
+    u = v / _expand(jnp.where(ok, n, 1), v)
+    return jnp.where(_expand(ok, v), u, 0 if fallback is None else fallback), n
+
+
+# Packed layout: every pair (i, j), i < j, owns one row of a (rows, B, n) array holding its vector
+# (of the shape of x^i, flattened and zero-padded to the group's largest n). Start layers are
+# grouped so that padding adds at most 30% (an MLP of equal widths is one group, VGG-11 about five):
+# the solvers' bookkeeping (inner products, Rayleigh–Ritz) runs once per group, not once per start
+# layer (fewer ops to compile), and the padding changes no inner product.
+
+_PAD_SLACK = 1.3
+
+
+def _groups(pre: Sequence[Array]) -> list[dict[str, Any]]:
+    """``[{"starts": [i…], "rows": [(i, j)…], "n": n_max, "sizes": {i: n_i}, "shapes": {i: shape}}]``."""
+    d = len(pre)
+    info = sorted(((math.prod(pre[i - 1].shape[1:]), i) for i in range(1, d)), reverse=True)
+    groups: list[dict[str, Any]] = []
+    for n, i in info:
+        g = groups[-1] if groups else None
+        if g is not None:
+            real = sum((d - k) * g["sizes"][k] for k in g["starts"]) + (d - i) * n
+            if (sum(d - k for k in g["starts"]) + d - i) * g["n"] <= _PAD_SLACK * real:
+                g["starts"].append(i)
+                g["sizes"][i], g["shapes"][i] = n, tuple(pre[i - 1].shape)
+                continue
+        groups.append({"starts": [i], "n": n, "sizes": {i: n}, "shapes": {i: tuple(pre[i - 1].shape)}})
+    for g in groups:
+        g["starts"].sort()
+        g["rows"] = [(i, j) for i in g["starts"] for j in range(i + 1, d + 1)]
+    return groups
+
+
+def _pack(parts: dict[int, Array], pre: Sequence[Array]) -> tuple[Array, ...]:
+    """Per-start stacks ``{i: (d−i, B, *shape of x^i)}`` → one packed ``(rows, B, n)`` array per group."""
+    out = []
+    for g in _groups(pre):
+        blocks = []
+        for i in g["starts"]:
+            v = parts[i].reshape(parts[i].shape[:2] + (g["sizes"][i],))
+            blocks.append(jnp.pad(v, ((0, 0), (0, 0), (0, g["n"] - g["sizes"][i]))) if g["sizes"][i] < g["n"] else v)
+        out.append(jnp.concatenate(blocks, axis=0) if len(blocks) > 1 else blocks[0])
+    return tuple(out)
+
+
+def _unpack(X: Sequence[Array], pre: Sequence[Array]) -> tuple[Array, ...]:
+    """Packed groups → per-start stacks ``(d−i, B, *shape of x^i)`` in start order ``i = 1..d−1``."""
+    d = len(pre)
+    out = {}
+    for g, Xg in zip(_groups(pre), X):
+        off = 0
+        for i in g["starts"]:
+            out[i] = Xg[off:off + d - i, :, :g["sizes"][i]].reshape((d - i,) + g["shapes"][i])
+            off += d - i
+    return tuple(out[i] for i in range(1, d))
+
+
+def _init_vectors(pre: Sequence[Array], seed: Array) -> tuple[Array, ...]:
+    """Packed unit start vectors (pseudo-random, see :func:`_start_vectors`)."""
+    out = []
+    for k, g in enumerate(_groups(pre)):
+        v = _start_vectors((len(g["rows"]), pre[0].shape[0], g["n"]), seed + jnp.uint32(7919 * k), pre[0].dtype)
+        if any(g["sizes"][i] < g["n"] for i in g["starts"]):
+            lim = np.concatenate([np.full(len(pre) - i, g["sizes"][i]) for i in g["starts"]])
+            v = v * (jnp.arange(g["n"])[None, None, :] < jnp.asarray(lim)[:, None, None]).astype(v.dtype)
+        out.append(v / jnp.linalg.norm(v, axis=-1, keepdims=True))
+    return tuple(out)
+
+
+def _gram_apply(jvps, vjps, pre: Sequence[Array], X: Sequence[Array]) -> tuple[Array, ...]:
+    """``(J^{i,j})ᵀ J^{i,j} v`` for every pair's packed vector: one upward jvp sweep, one downward vjp sweep."""
+    d = len(pre)
+    Y = _pair_forward(jvps, d, _unpack(X, pre))
+    G = _pair_backward(vjps, d, Y)
+    return _pack({i: jnp.stack([G[i, j] for j in range(i + 1, d + 1)]) for i in range(1, d)}, pre)
+
+
+def _final_sigma(jvps, vjps, pre: Sequence[Array], X: Sequence[Array]) -> dict[tuple[int, int], Array]:
+    """``σ ≈ ‖Jᵀu‖`` with ``u = Jv/‖Jv‖`` from a fresh sweep: a lower bound of ``‖J‖₂`` (no drift of
+    the recurrences can make it an over-estimate) that is at least the Rayleigh value ``‖Jv‖``.
+    Per pair ``(i, j)``: ``(B,)``."""
+    d = len(pre)
+    Y = _pair_forward(jvps, d, _unpack(X, pre))
+    U = {t: _unit(y[None])[0][0] for t, y in Y.items()}
+    G = _pair_backward(vjps, d, U)
+    return {(i, j): _norm(G[i, j]) for i in range(1, d) for j in range(i + 1, d + 1)}
+
+
+# Solvers. Each is (init, step) on a packed state (a tuple of groups per quantity): ``init`` builds
+# it, ``step`` advances every entry that has not converged by one iteration (one application of
+# ``JᵀJ`` = one upward jvp sweep + one downward vjp sweep over all pairs). The iteration is driven
+# from the host in jitted blocks of a few unrolled steps (:func:`_solve`): XLA:CPU runs
+# ``while_loop`` bodies an order of magnitude slower than the same ops unrolled, and the state
+# stays on the device between blocks. ``N`` counts iterations, ``D`` marks finished entries
+# (converged, or stopped at ``max_iter``).
+
+
+def _power_init(jvps, vjps, pre: Sequence[Array], seed: Array) -> dict[str, tuple[Array, ...]]:
+    X = _init_vectors(pre, seed)
+    return {"X": X, "N": tuple(jnp.zeros(v.shape[:2], jnp.int32) for v in X),
+            "D": tuple(jnp.zeros(v.shape[:2], bool) for v in X)}
+
+
+def _power_step(jvps, vjps, pre: Sequence[Array], st: dict, it: Array, tol: Array, max_iter: Array) -> dict:
+    """Power iteration on ``A = JᵀJ``: ``v ← Av/‖Av‖``; done when ``‖Av − λv‖ ≤ tol·λ``
+    (``λ = vᵀAv``)."""
+    AV = _gram_apply(jvps, vjps, pre, st["X"])
+    out = {"X": [], "N": [], "D": []}
+    for X, A, N, D in zip(st["X"], AV, st["N"], st["D"]):
+        lam = jnp.sum(X * A, -1)
+        done = D | (jnp.linalg.norm(A - lam[..., None] * X, axis=-1) <= tol * lam) | (it >= max_iter)
+        na = jnp.linalg.norm(A, axis=-1, keepdims=True)
+        Xn = jnp.where(na > 0, A / jnp.where(na > 0, na, 1), X)
+        out["X"].append(jnp.where(done[..., None], X, Xn))
+        out["N"].append(jnp.where(done, N, it + 1))
+        out["D"].append(done)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _lobpcg_init(jvps, vjps, pre: Sequence[Array], seed: Array) -> dict[str, tuple[Array, ...]]:
+    X = _init_vectors(pre, seed)
+    AX = _gram_apply(jvps, vjps, pre, X)
+    return {"X": X, "AX": AX, "P": tuple(jnp.zeros_like(v) for v in X), "AP": tuple(jnp.zeros_like(v) for v in X),
+            "L": tuple(jnp.sum(a * b, -1) for a, b in zip(X, AX)),
+            "N": tuple(jnp.zeros(v.shape[:2], jnp.int32) for v in X),
+            "D": tuple(jnp.zeros(v.shape[:2], bool) for v in X)}
+
+
+def _top_eigvec_psd(H: Array, squarings: int = 12) -> Array:
+    """Unit top eigenvector of symmetric PSD 3×3 matrices ``(…, 3, 3)`` with elementwise ops only:
+    ``2^squarings``-th power by repeated normalised squaring, then its largest column (a LAPACK
+    ``eigh`` custom call per step deadlocked XLA:CPU's runtime in unrolled programs). Near-equal top
+    eigenvalues give a vector of their span, which is as good for the Ritz step; ``H = 0`` gives
+    ``e_0`` (keep ``x``)."""
+    tr = jnp.trace(H, axis1=-2, axis2=-1)[..., None, None]
+    M = H / jnp.where(tr > 0, tr, 1)
+    for _ in range(squarings):
+        M = jnp.einsum("...ij,...jk->...ik", M, M)
+        t = jnp.trace(M, axis1=-2, axis2=-1)[..., None, None]
+        M = M / jnp.where(t > 0, t, 1)
+    k = jnp.argmax(jnp.diagonal(M, axis1=-2, axis2=-1), axis=-1)
+    v = jnp.take_along_axis(M, k[..., None, None], axis=-1)[..., 0]
+    n = jnp.linalg.norm(v, axis=-1, keepdims=True)
+    e0 = jnp.zeros_like(v).at[..., 0].set(1.0)
+    return jnp.where(n > 0, v / jnp.where(n > 0, n, 1), e0)
+
+
+def _lobpcg_step(jvps, vjps, pre: Sequence[Array], st: dict, it: Array, tol: Array, max_iter: Array) -> dict:
+    """One LOBPCG step for the top eigenpair of ``A = JᵀJ`` on every entry.
+
+    ``A`` is applied once, to the residual direction ``w``; the 3×3 Rayleigh–Ritz problem on
+    ``span{x, w, p}`` (``p``: the previous step) gives the new ``x``: a locally optimal three-term
+    Krylov (Lanczos-type) recurrence that converges like conjugate gradients where power iteration
+    crawls (nearly equal top singular values). ``p`` is dropped when it is numerically inside
+    ``span{x, w}``; an entry is done when ``‖Ax − λx‖ ≤ tol·λ``."""
+    Ws, dones = [], []
+    for X, AX, L, D in zip(st["X"], st["AX"], st["L"], st["D"]):
+        R = AX - L[..., None] * X
+        dones.append(D | (jnp.linalg.norm(R, axis=-1) <= tol * L) | (it >= max_iter))
+        R = R - jnp.sum(X * R, -1, keepdims=True) * X
+        nr = jnp.linalg.norm(R, axis=-1, keepdims=True)
+        Ws.append(R / jnp.where(nr > 0, nr, 1))
+    AWs = _gram_apply(jvps, vjps, pre, Ws)
+    out = {k: [] for k in st}
+    for g in range(len(Ws)):
+        X, AX, P, AP, L, N = (st[k][g] for k in ("X", "AX", "P", "AP", "L", "N"))
+        W, AW, done = Ws[g], AWs[g], dones[g]
+        keep_tol = jnp.sqrt(jnp.finfo(X.dtype).eps)
+        cx, cw, p0 = jnp.sum(X * P, -1, keepdims=True), jnp.sum(W * P, -1, keepdims=True), jnp.linalg.norm(P, axis=-1)
+        P, AP = P - cx * X - cw * W, AP - cx * AX - cw * AW
+        pn = jnp.linalg.norm(P, axis=-1)
+        scale = jnp.where(pn > keep_tol * p0, 1 / jnp.where(pn > 0, pn, 1), 0.0)[..., None]
+        P, AP = P * scale, AP * scale
+        S, AS = (X, W, P), (AX, AW, AP)
+        # explicit terms: on XLA:CPU a reduction over a stacked basis axis is an order of magnitude slower
+        h = {(a, b): jnp.sum(S[a] * AS[b], -1) for a in range(3) for b in range(a, 3)}
+        H = jnp.stack([jnp.stack([h[min(a, b), max(a, b)] for b in range(3)], -1) for a in range(3)], -2)
+        cv = _top_eigvec_psd(H)                                                    # (rows, B, 3)
+        c = [cv[..., k, None] for k in range(3)]
+        Xn, AXn = c[0] * X + c[1] * W + c[2] * P, c[0] * AX + c[1] * AW + c[2] * AP
+        Pn, APn = c[1] * W + c[2] * P, c[1] * AW + c[2] * AP
+        nx = jnp.linalg.norm(Xn, axis=-1)
+        upd = (nx > 0.5) & ~done                                                   # a unit Ritz vector (else keep x)
+        inv = (1 / jnp.where(nx > 0.5, nx, 1))[..., None]
+        u = upd[..., None]
+        Xn, AXn = Xn * inv, AXn * inv
+        out["X"].append(jnp.where(u, Xn, X))
+        out["AX"].append(jnp.where(u, AXn, AX))
+        out["P"].append(jnp.where(u, Pn, st["P"][g]))
+        out["AP"].append(jnp.where(u, APn, st["AP"][g]))
+        out["L"].append(jnp.where(upd, jnp.sum(Xn * AXn, -1), L))                 # Rayleigh quotient
+        out["N"].append(jnp.where(done, N, it + 1))
+        out["D"].append(done)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+_METHODS = {"lobpcg": (_lobpcg_init, _lobpcg_step), "power": (_power_init, _power_step)}
+
+
+@functools.partial(jax.jit, static_argnames=("method", "steps"))
+def _solver_run(net: _nets.Net, x: Array, st: dict, it: Array, seed: Array, tol: Array, max_iter: Array,
+                method: str, steps: int) -> tuple[dict, Array]:
+    """``steps`` unrolled iterations from the state ``st`` (built here when ``it == 0``; ``st`` is then
+    a placeholder of the right shapes); also returns whether every entry is done."""
+    pre = _nets.forward(net, x)
+    jvps, vjps = _linearise(net, pre)
+    init, step = _METHODS[method]
+    st = jax.lax.cond(it == 0, lambda: init(jvps, vjps, pre, seed), lambda: st)
+    for k in range(steps):
+        st = step(jvps, vjps, pre, st, it + k, tol, max_iter)
+    return st, jnp.all(jnp.stack([jnp.all(v) for v in st["D"]]))
+
+
+def _check_method(method: str) -> None:
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
+
+
+_UNROLL_WORK = 1_000_000
+"""Vector entries per iteration (batch × Σ_i (d−i)·dim x^i) from which blocks unroll 4 iterations."""
+
+
+def _auto_unroll(net: _nets.Net, batch: int) -> int:
+    """Iterations per jitted block: 1 unless the problem is large (then the per-block overhead of
+    re-linearising matters more than compiling a 4× larger program), else 4."""
+    dims = _dims(net)
+    work = batch * sum((net.depth - i) * dims[i - 1] for i in range(1, net.depth + 1))
+    return 1 if work < _UNROLL_WORK else 4
+
+
+_COMPACT_MIN = 64
+"""Batches at least this large are compacted (see :func:`_solve`)."""
+_COMPACT_FACTOR = 4
+"""Compaction shrinks the batch by this factor once at most that fraction of samples is unfinished."""
+
+
+def _solve(net: _nets.Net, x: Array, seed: Array, tol: float, max_iter: int, method: str,
+           unroll: int | None = None) -> dict:
+    """Run the solver on one batch from the host, in jitted blocks; returns its final state.
+
+    The loop runs until every (sample, pair) entry is done, so its cost is set by the slowest
+    entry. Compaction: once at most a quarter of the current samples have an unfinished pair, the
+    batch shrinks to a quarter (the finished samples' state is parked), so the long tail runs on
+    B/4, B/16, … samples (one compile per size; only for batches of at least ``_COMPACT_MIN``)."""
+    unroll = unroll or _auto_unroll(net, x.shape[0])
+    tol_a, mi = jnp.asarray(tol, x.dtype), jnp.int32(max_iter)
+    shapes = jax.eval_shape(lambda net, x: (lambda pre: _METHODS[method][0](*_linearise(net, pre), pre, seed))(
+        _nets.forward(net, x)), net, x)
+    st = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)    # placeholder for it == 0
+    full, idx, xs = None, None, x
+    it = 0
+    while it < max_iter:
+        st, done = _solver_run(net, xs, st, jnp.int32(it), seed, tol_a, mi, method=method, steps=unroll)
+        it += unroll
+        if bool(done):
+            break
+        b = xs.shape[0]
+        if b >= _COMPACT_MIN:
+            sample_done = np.asarray(jnp.all(jnp.concatenate(st["D"], axis=0), axis=0))
+            active = np.flatnonzero(~sample_done)
+            nb = b // _COMPACT_FACTOR
+            if active.size <= nb:
+                keep = np.concatenate([active, np.flatnonzero(sample_done)[:nb - active.size]])
+                if full is None:
+                    full, idx = st, np.arange(b)
+                else:
+                    full = jax.tree_util.tree_map(lambda f, v: f.at[:, idx].set(v), full, st)
+                st = jax.tree_util.tree_map(lambda v: v[:, keep], st)
+                xs, idx = xs[keep], idx[keep]
+    if full is not None:
+        st = jax.tree_util.tree_map(lambda f, v: f.at[:, idx].set(v), full, st)
+    return st
+
+
+def _pair_arrays(pre_shapes: Sequence[Array], B: int, final: dict, st: dict, max_iter: int):
+    """``(sigma, iterations, converged)``, each ``(B, d, d)`` with the pairs ``i < j`` filled in
+    (diagonal: ``σ = 1``, 0 iterations, converged; below it: NaN, 0, True)."""
+    d = len(pre_shapes)
+    sig = np.full((B, d, d), np.nan)
+    sig[:, np.arange(d), np.arange(d)] = 1.0
+    its = np.zeros((B, d, d), np.int64)
+    conv = np.ones((B, d, d), bool)
+    if d < 2:
+        return sig, its, conv
+    for g, N, D in zip(_groups(pre_shapes), st["N"], st["D"]):
+        N, D = np.asarray(N), np.asarray(D)
+        for r, (i, j) in enumerate(g["rows"]):
+            sig[:, i - 1, j - 1], its[:, i - 1, j - 1] = np.asarray(final[i, j]), N[r]
+            # entries stopped by max_iter are marked done; converged means the residual test held
+            conv[:, i - 1, j - 1] = D[r] & (N[r] < max_iter)
+    return sig, its, conv
+
+
+def spectral_norms(net: _nets.Net, x: Array, key: Array, *, tol: float = 1e-4, max_iter: int = 200,
+                   method: str = "lobpcg", unroll: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``‖J^{i,j}‖_2`` for every sample and ``1 ≤ i ≤ j ≤ d`` from jvp/vjp only (no materialised
+    Jacobian), by LOBPCG (default) or power iteration on ``JᵀJ``, all pairs and samples at once;
+    an entry stops at the relative residual ``‖JᵀJv − σ²v‖ ≤ tol·σ²``. The returned ``σ`` is
+    ``‖Jᵀu‖``, ``u = Jv/‖Jv‖``, from a fresh sweep: a lower bound of ``‖J‖₂``. ``unroll``:
+    iterations per jitted block (default: 1 for tiny problems, else 4).
+    Returns ``(sigma, iterations, converged)``, each ``(N, d, d)``: NaN below the diagonal, 1 on it."""
+    _check_method(method)
+    x = _check_x(net, x)
+    d = net.depth
+    st = _solve(net, x, _seed(key), tol, max_iter, method, unroll) if d >= 2 else {"X": None}
+    pre = jax.eval_shape(lambda x: _nets.forward(net, x), x)
+    return _pair_arrays(pre, x.shape[0], _sigmas(net, x, st["X"]) if d >= 2 else {}, st, max_iter)
+
+
+@jax.jit
+def _sigmas(net: _nets.Net, x: Array, X: tuple[Array, ...]) -> dict[tuple[int, int], Array]:
+    """:func:`_final_sigma` at the batch ``x`` from the solver's final packed vectors ``X``."""
+    pre = _nets.forward(net, x)
+    jvps, vjps = _linearise(net, pre)
+    return _final_sigma(jvps, vjps, pre, X)
+
+
+def _seed(key: Array) -> Array:
+    """A ``uint32`` seed for :func:`_start_vectors` drawn from ``key``."""
+    return jnp.asarray(jax.random.bits(key, (), jnp.uint32))
