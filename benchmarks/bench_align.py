@@ -18,7 +18,6 @@ import dataclasses
 import time
 
 import jax
-import numpy as np
 
 from stability.theory import align
 from stability import data

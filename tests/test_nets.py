@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stability.core import nets, units
-from tests.strategies import any_nets, conv_nets, dense_nets, inputs
+from tests.strategies import any_nets, inputs
 
 
 def f(net, x):

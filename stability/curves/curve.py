@@ -25,7 +25,7 @@ import functools
 import math
 import sys
 import time
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +36,9 @@ from stability.core.hostloop import run_steps, use_host_loop
 from stability.core.nets import Net
 from stability.core.losses import Loss, cross_entropy, get_loss
 from stability.core.train import MinibatchOrder, TrainConfig, make_optimizer, make_schedule
+
+if TYPE_CHECKING:
+    from stability.core.polycurve import PolyCurve
 
 Array = jax.Array
 ApplyFn = Callable[[Any, Array], Array]

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from stability.core.evaluate import EvalResult# noqa: E402
+from stability.core.evaluate import EvalResult  # noqa: E402
 
 __all__ = ["plot_along", "plot_history"]
 

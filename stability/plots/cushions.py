@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from stability.theory.cushions import Cushions# noqa: E402
+from stability.theory.cushions import Cushions  # noqa: E402
 
 __all__ = ["QUANTITIES", "quantity_values", "plot_layer_histograms", "plot_cushions", "plot_layer_overview"]
 

@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from stability.core.evaluate import EvalResult# noqa: E402
-from stability.theory.paths.path import CLAIM_KINDS, PathEval# noqa: E402
+from stability.core.evaluate import EvalResult  # noqa: E402
+from stability.theory.paths.path import CLAIM_KINDS, PathEval  # noqa: E402
 
 __all__ = ["plot_path", "CLAIM_COLORS", "CLAIM_NAMES"]
 

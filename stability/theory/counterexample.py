@@ -533,7 +533,7 @@ def plot_dataset(h: int = 3, k: int | None = None, l: int | None = None, m: int 
         ax.axvline(b, color="k", lw=0.8)
     ax.set_xticks(range(M.shape[1]), [f"f{j}" for j in range(1, h + 3)] + ["y"])
     ax.set_yticks([0, s.k - 1, s.l - 1, s.m - 1, s.n - 1],
-                  [f"x1", f"xk={s.k}", f"xl={s.l}", f"xm={s.m}", f"xn={s.n}"])
+                  ["x1", f"xk={s.k}", f"xl={s.l}", f"xm={s.m}", f"xn={s.n}"])
     ax.set_title(f"Theorem 4 dataset, h={h} (rows = samples)", fontsize=9)
     fig.tight_layout()
     return fig

@@ -14,7 +14,6 @@ import dataclasses
 from typing import Any
 
 import jax
-import matplotlib.pyplot as plt
 import numpy as np
 
 from stability import data
@@ -22,6 +21,7 @@ from stability.curves import ensembles
 from stability.core import nets
 from stability.core.train import TrainConfig
 from stability.app.reproduce.common import ReproContext, comparison_table, register
+from stability.plots import reproductions as reproduction_plots
 
 __all__ = ["Scale", "FULL", "QUICK", "PAPER_VGG16", "run"]
 
@@ -105,17 +105,7 @@ def run(ctx: ReproContext) -> dict[str, Any]:
               + [f"paper VGG-16 CIFAR-10 {k}B err %" for k in s.budgets], table)
     single_errs = ", ".join(f"{m['error']:.2f}%" for m in singles)
     sec.text(f"Single independently trained nets (one budget each): error {single_errs}.")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for name, mark in (("Ind", "o"), ("SSE", "s"), ("FGE", "D")):
-        for ax, key in zip(axes, ("error", "nll")):
-            ax.plot(s.budgets, [by[k, name][key] for k in s.budgets], marker=mark, label=name)
-    for ax, lab in zip(axes, ("test error (%)", "test NLL")):
-        ax.set_xlabel("budget (runs of B steps)")
-        ax.set_ylabel(lab)
-        ax.set_xticks(list(s.budgets))
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.tight_layout()
+    fig = reproduction_plots.fge_budgets(s.budgets, {(k, m): by[k, m] for k in s.budgets for m in ("Ind", "SSE", "FGE")})
     ctx.report.figure(sec, fig, "fge_budgets.png", "Test error and NLL of the equal-budget ensembles")
     comp = []
     for k in s.budgets:

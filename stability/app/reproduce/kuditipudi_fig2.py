@@ -29,21 +29,18 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from stability.theory import cushions
 from stability import data
-from stability.core import nets# noqa: E402
-from stability.theory.dropout import KeptSets, column_scales, dropout_stability, fixed_count, scaled_point, theta_i# noqa: E402
-from stability.core.evaluate import EvalResult, evaluate, evaluate_line, evaluate_nets# noqa: E402
-from stability.plots.paths import plot_path# noqa: E402
-from stability.core.nets import keras_init# noqa: E402
-from stability.core.train import KerasDecay, TrainConfig, fit# noqa: E402
-from stability.app.reproduce.common import ReproContext, comparison_table, fmt, register, vacuity_text# noqa: E402
+from stability.core import nets  # noqa: E402
+from stability.theory.dropout import KeptSets, column_scales, dropout_stability, fixed_count, scaled_point, theta_i  # noqa: E402
+from stability.core.evaluate import EvalResult, evaluate, evaluate_line, evaluate_nets  # noqa: E402
+from stability.plots import reproductions as reproduction_plots
+from stability.plots.paths import plot_path
+from stability.core.nets import keras_init  # noqa: E402
+from stability.core.train import KerasDecay, TrainConfig, fit  # noqa: E402
+from stability.app.reproduce.common import ReproContext, comparison_table, fmt, register, vacuity_text  # noqa: E402
 
 __all__ = ["Scale", "FULL", "QUICK", "PAPER_LEFT_LOSS", "PAPER_LEFT_ACC", "PAPER_CENTRE_LOSS", "PAPER_CENTRE_ACC",
            "PAPER_NARROW_LOSS", "keras_init", "KerasDecay", "theta1_losses", "run"]
@@ -276,22 +273,10 @@ def _left(ctx: ReproContext, s: Scale, st: _Setup) -> tuple[dict[str, float], di
                      _pm(float(np.mean(eps_def1)), float(np.std(eps_def1))),
                      "the paper: 'fairly dropout stable … in the original sense of Definition 1'"))
     comparison_table(sec, rows)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, (m, sd, lab) in zip(axes, ((mean_l, std_l, "loss"), (mean_a, std_a, "accuracy"))):
-        ax.errorbar(s.keep, m, yerr=sd, marker="o", capsize=3, label=f"ours: best of {s.draws}, {s.trials} trials")
-        base = st.loss if lab == "loss" else st.acc
-        ax.errorbar([1.0], [np.mean(base)], yerr=[np.std(base)], marker="s", color="0.4", capsize=3,
-                    ls="none", label="no dropout")
-        pts = [(q, _paper_left(q)[0 if lab == "loss" else 1]) for q in s.keep]
-        pts = [(q, v) for q, v in pts if v is not None]
-        if pts:
-            ax.plot(*zip(*pts), "x", color="#c0392b", ms=8, mew=2, label="paper (read off Figure 2)")
-        ax.set_xlabel("1 − p (fraction of filters kept)")
-        ax.set_ylabel(lab)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"Dropout stability of MNIST conv nets ({s.channels} filters/layer)")
-    fig.tight_layout()
+    paper_pts = {lab: [(q, _paper_left(q)[k]) for q in s.keep if _paper_left(q)[k] is not None]
+                 for k, lab in enumerate(("loss", "accuracy"))}
+    fig = reproduction_plots.fig2_left(s.keep, (mean_l, std_l), (mean_a, std_a), st.loss, st.acc, paper_pts,
+                                       s.draws, s.trials, s.channels)
     ctx.report.figure(sec, fig, "fig2_left.png", "Best-of-draws dropout loss and accuracy against 1 − p "
                                                  "(mean ± std over trials); crosses: the paper")
     sec.data.update(keep=list(s.keep), draws=s.draws, trials=s.trials,
@@ -319,18 +304,7 @@ def _centre(ctx: ReproContext, s: Scale, st: _Setup) -> dict[str, Any]:
         ("loss at t = 0 (the net)", None, float(ev.loss[0]), ""),
         ("loss at t = 1 (the dropout version)", None, float(ev.loss[-1]), ""),
     ])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    axes[0].plot(ev.ts, ev.loss, marker=".", label="ours")
-    axes[0].axhspan(*PAPER_CENTRE_LOSS, color="#c0392b", alpha=0.15, label="paper (≈ .03–.06)")
-    axes[1].plot(ev.ts, ev.acc, marker=".", label="ours")
-    axes[1].axhline(PAPER_CENTRE_ACC, color="#c0392b", ls="--", label="paper (≈ .99)")
-    for ax, lab in zip(axes, ("loss", "accuracy")):
-        ax.set_xlabel("t (0: the net, 1: its dropout version)")
-        ax.set_ylabel(lab)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"Straight line from a net to a p = {s.centre_p:g} dropout version of itself")
-    fig.tight_layout()
+    fig = reproduction_plots.fig2_centre(ev, PAPER_CENTRE_LOSS, PAPER_CENTRE_ACC, s.centre_p)
     ctx.report.figure(sec, fig, "fig2_centre.png", "Loss and accuracy along the straight line to a dropout version")
     sec.data.update(p=s.centre_p, kept=ks.to_dict(), net_loss=st.loss[0], **ev.to_dict())
     ctx.report.add(sec)
@@ -357,23 +331,10 @@ def _right(ctx: ReproContext, s: Scale, st: _Setup) -> tuple[dict[int, tuple[lis
     rows.append((f"width {s.channels} (the wide nets): loss", None,
                  _pm(float(np.mean(st.loss)), float(np.std(st.loss))), "reference"))
     comparison_table(sec, rows)
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
     ws = list(trained)
-    ax.errorbar(ws, [trained[w][1].mean() for w in ws], yerr=[trained[w][1].std() for w in ws], marker="o",
-                capsize=3, label=f"ours ({s.narrow_trials} trials)")
-    ax.axhline(float(np.mean(st.loss)), color="0.5", ls=":", label=f"wide nets ({s.channels} filters)")
-    paper = [(w, _paper_narrow(w)) for w in ws if _paper_narrow(w) is not None]
-    if paper:
-        ax.errorbar([w for w, _ in paper], [np.mean(v) for _, v in paper],
-                    yerr=[(np.max(v) - np.min(v)) / 2 for _, v in paper], fmt="x", color="#c0392b", ms=8, mew=2,
-                    capsize=3, label="paper (read off Figure 2)")
-    ax.set_xticks(ws)
-    ax.set_xlabel("filters per conv layer")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("Narrow MNIST conv nets")
-    fig.tight_layout()
+    fig = reproduction_plots.fig2_right(ws, [trained[w][1].mean() for w in ws], [trained[w][1].std() for w in ws],
+                                        float(np.mean(st.loss)), {w: _paper_narrow(w) for w in ws},
+                                        s.narrow_trials, s.channels)
     ctx.report.figure(sec, fig, "fig2_right.png", "Loss of narrow nets against width (mean ± std over trials)")
     sec.data.update(widths=list(s.widths), trials=s.narrow_trials,
                     loss={str(w): l.tolist() for w, (_, l) in trained.items()},

@@ -83,7 +83,7 @@ def lemma1_states(net: _nets.Net, ks: KeptSets) -> list[tuple[EditNet, str, str,
     """The literal path of docs/THEORY.md §2 as ``(end state, claim, label, step tag)``; tag ``"b"`` marks
     row edits (type (b)) that the compact path merges with their neighbours."""
     plan = _Plan(net, ks)
-    d, K, D, pi, L, r = plan.d, plan.K, plan.D, plan.pi, plan.L, plan.r
+    d, K, D, pi, L = plan.d, plan.K, plan.D, plan.pi, plan.L
     out: list[tuple[EditNet, str, str, str]] = []
     cur = plan.theta.copy()
     allo = plan.all_out()

@@ -10,7 +10,7 @@ over the stacked way points (no Python loop over ``t``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,9 @@ import numpy as np
 from stability.core import nets as _nets
 from stability.core.evaluate import EvalResult, choose_sizes, evaluate
 from stability.core.losses import Loss, cross_entropy
+
+if TYPE_CHECKING:
+    from stability.core.polycurve import PolyCurve
 
 __all__ = ["ClaimKind", "CLAIM_KINDS", "Segment", "Path", "PathEval", "path_point", "nets_equal"]
 

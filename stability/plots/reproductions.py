@@ -1,0 +1,89 @@
+"""Figures of the reproductions (Kuditipudi et al. Figure 2; Garipov et al. Table 1 budgets)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["fig2_left", "fig2_centre", "fig2_right", "fge_budgets"]
+
+
+def fig2_left(keep: Sequence[float], loss: tuple[np.ndarray, np.ndarray], acc: tuple[np.ndarray, np.ndarray],
+              base_loss: np.ndarray, base_acc: np.ndarray, paper: dict[str, list[tuple[float, float]]], draws: int,
+              trials: int, channels: int) -> plt.Figure:
+    """Figure 2 (left): best-of-draws dropout loss and accuracy against 1 − p, mean ± std over trials."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, ((m, sd), lab) in zip(axes, ((loss, "loss"), (acc, "accuracy"))):
+        ax.errorbar(keep, m, yerr=sd, marker="o", capsize=3, label=f"ours: best of {draws}, {trials} trials")
+        base = base_loss if lab == "loss" else base_acc
+        ax.errorbar([1.0], [np.mean(base)], yerr=[np.std(base)], marker="s", color="0.4", capsize=3,
+                    ls="none", label="no dropout")
+        pts = paper[lab]
+        if pts:
+            ax.plot(*zip(*pts), "x", color="#c0392b", ms=8, mew=2, label="paper (read off Figure 2)")
+        ax.set_xlabel("1 − p (fraction of filters kept)")
+        ax.set_ylabel(lab)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Dropout stability of MNIST conv nets ({channels} filters/layer)")
+    fig.tight_layout()
+    return fig
+
+
+def fig2_centre(ev: Any, paper_loss: tuple[float, float], paper_acc: float, p: float) -> plt.Figure:
+    """Figure 2 (centre): the straight line from a net to one dropout version of itself (``ev``: its EvalResult)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    axes[0].plot(ev.ts, ev.loss, marker=".", label="ours")
+    axes[0].axhspan(*paper_loss, color="#c0392b", alpha=0.15, label="paper (≈ .03–.06)")
+    axes[1].plot(ev.ts, ev.acc, marker=".", label="ours")
+    axes[1].axhline(paper_acc, color="#c0392b", ls="--", label="paper (≈ .99)")
+    for ax, lab in zip(axes, ("loss", "accuracy")):
+        ax.set_xlabel("t (0: the net, 1: its dropout version)")
+        ax.set_ylabel(lab)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Straight line from a net to a p = {p:g} dropout version of itself")
+    fig.tight_layout()
+    return fig
+
+
+def fig2_right(widths: Sequence[int], means: Sequence[float], stds: Sequence[float], wide_loss: float,
+               paper: dict[int, Any], trials: int, channels: int) -> plt.Figure:
+    """Figure 2 (right): loss of narrow nets against their width; ``paper[w]`` a (low, high) reading or None."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.errorbar(widths, means, yerr=stds, marker="o", capsize=3, label=f"ours ({trials} trials)")
+    ax.axhline(wide_loss, color="0.5", ls=":", label=f"wide nets ({channels} filters)")
+    pts = [(w, v) for w, v in paper.items() if v is not None]
+    if pts:
+        ax.errorbar([w for w, _ in pts], [np.mean(v) for _, v in pts],
+                    yerr=[(np.max(v) - np.min(v)) / 2 for _, v in pts], fmt="x", color="#c0392b", ms=8, mew=2,
+                    capsize=3, label="paper (read off Figure 2)")
+    ax.set_xticks(list(widths))
+    ax.set_xlabel("filters per conv layer")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Narrow MNIST conv nets")
+    fig.tight_layout()
+    return fig
+
+
+def fge_budgets(budgets: Sequence[int], by: dict[tuple[int, str], dict[str, float]]) -> plt.Figure:
+    """Test error and NLL of the equal-budget ensembles (Ind, SSE, FGE) against the budget."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, mark in (("Ind", "o"), ("SSE", "s"), ("FGE", "D")):
+        for ax, key in zip(axes, ("error", "nll")):
+            ax.plot(budgets, [by[k, name][key] for k in budgets], marker=mark, label=name)
+    for ax, lab in zip(axes, ("test error (%)", "test NLL")):
+        ax.set_xlabel("budget (runs of B steps)")
+        ax.set_ylabel(lab)
+        ax.set_xticks(list(budgets))
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    return fig
