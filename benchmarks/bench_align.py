@@ -6,7 +6,7 @@ aligns net B to net A with weight matching (identity and forward starts) and act
 (correlation and squared distance, on the training inputs), and evaluates the straight line θ_A → π(θ_B)
 on the training data at ``--points`` equally spaced t (a sampled maximum: a lower bound of the line's
 true maximum). Barrier = max loss on the line − max of the two end losses. Also builds and certifies the
-Lemma 4 path θ_B → π(θ_B) in the widened architecture (``stability.align.permutation_path``).
+Lemma 4 path θ_B → π(θ_B) in the widened architecture (``stability.theory.align.permutation_path``).
 
     python benchmarks/bench_align.py [--quick] [--widths 64,64] [--points 25] [--seed 0] [--out FILE.md]
 """

@@ -3,8 +3,8 @@
 Two digits MLPs 64-64-64-10 trained as the demo trains them (``stability demo``'s ``_train_pair``:
 SGD 0.1 cosine, dropout 0.1, batch 64; ``--steps``), then three curves between them: (a) the straight
 line, (b) a learned 1-bend Bezier curve (eq. 3 of Garipov et al., Adam 1e-2 cosine, ``--curve-steps``),
-(c) a Theorem 2 path (``stability.paths.theorem2``; its certified claims are exact shortcuts via
-``proofs_check.path_bound``). For each: the certified bound (``stability.bounds``, Taylor models,
+(c) a Theorem 2 path (``stability.theory.paths.theorem2``; its certified claims are exact shortcuts via
+``proofs_check.path_bound``). For each: the certified bound (``stability.theory.bounds``, Taylor models,
 float64) against the maximum of a plain float64 evaluation at 121 points (per segment for the path),
 both timed as the median of ``--repeats`` paired, alternated warm repeats (min/max too; compilation
 reported separately); plain interval arithmetic (``method="interval"``) on (a) and (b) for comparison;
@@ -42,7 +42,7 @@ from _table import emit
 
 
 def train_pair(x, y, steps: int) -> tuple[nets.Net, nets.Net]:
-    """The demo's training recipe (``stability.cli._train_pair``) with ``steps`` SGD steps."""
+    """The demo's training recipe (``stability.app.demo._train_pair``) with ``steps`` SGD steps."""
     cfg = TrainConfig(steps=steps, batch_size=64, optimizer="sgd", lr=0.1, schedule="cosine", dropout=0.1,
                       log_every=max(1, steps // 3))
     out = []
@@ -118,7 +118,7 @@ def main() -> None:
                 ("net / data", f"MLP 64→64-64-64→10 (digits), {x.shape[0]} training samples, cross-entropy, float64"),
                 ("training", f"{args.steps} SGD steps per net; Bezier curve {args.curve_steps} Adam steps"),
                 ("bound settings", f"Taylor models, rtol {args.rtol}, at most {args.budget} sub-intervals"),
-                ("plain evaluation", f"`stability.evaluate.evaluate` at {args.points} equally spaced t "
+                ("plain evaluation", f"`stability.core.evaluate.evaluate` at {args.points} equally spaced t "
                                      f"(per segment for the path), float64")]
         curves_png = {}
         ratios = []
@@ -168,7 +168,7 @@ def main() -> None:
     rows.append(("tightness-vs-time figure", f"`{os.path.basename(png)}`"))
     emit(rows, max(ratios), args.out,
          header=("# bench_bounds: certified max-loss bounds over whole curves vs 121-point sampling\n\n"
-                 "Certified = `stability.bounds.max_loss_bound` / `proofs_check.path_bound` (Taylor models in t, "
+                 "Certified = `stability.theory.bounds.max_loss_bound` / `proofs_check.path_bound` (Taylor models in t, "
                  "float64 with outward rounding; proved claims as exact shortcuts). Plain = one batched float64 "
                  "`evaluate` call at 121 points (per segment for the path); its maximum is a lower bound of the "
                  "true maximum. Times: median (min, max) of paired, alternated warm repeats; compilation "

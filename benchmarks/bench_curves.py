@@ -4,7 +4,7 @@
 (a) Garipov et al. (2018), Appendix A.2: "the gap in time-complexity between one epoch of training
 a single model and one epoch of the proposed method ... is usually below 15%" (our target on a GPU:
 < 5%). One epoch (``n // batch`` steps) of ``stability.curves.train_curve`` (Bezier curve, 1 bend,
-between two MLPs, ``stability.nets.apply``) against one epoch of ``stability.train.fit`` of the same
+between two MLPs, ``stability.core.nets.apply``) against one epoch of ``stability.core.train.fit`` of the same
 MLP: same optimizer, learning rate, batch size and number of steps, no dropout, both in jitted
 ``lax.scan`` blocks of the same size (``--blocks`` per epoch). Both are warmed up (compiled) first.
 The epoch time is measured in steady state from the progress callbacks: the wall time of every
@@ -13,7 +13,7 @@ rows run one epoch of the same bend-training step (one ``lax.scan``, written her
 with three point functions — the bend itself as the net (no curve), ``curves.point`` and the same
 Bezier written as ``Σ B_i(t)·w_i`` — to show where the curve step's extra time goes.
 
-(b) Ours: ``stability.evaluate.evaluate`` with ``BNPoint(inner=curve_point, model)`` and
+(b) Ours: ``stability.core.evaluate.evaluate`` with ``BNPoint(inner=curve_point, model)`` and
 ``BNEval(model)`` (vmap over a chunk of points: recompute every point's BN statistics with one
 pass over the training batches, then ``lax.scan`` over the evaluation batches). Baseline, in the
 same process: a per-point Python loop — jitted curve point, jitted ``recompute_batch_stats`` for
@@ -377,7 +377,7 @@ def main() -> None:
     header = ("# bench_curves: curve-training overhead and BN-recompute evaluation\n\n"
               f"Machine: {machine_description()}.\n\n"
               "(a) Wall time of one epoch of `stability.curves.train_curve` (Bezier, 1 bend) against one epoch "
-              "of `stability.train.fit` of the same MLP (same optimizer, batch size and steps; steady state, "
+              "of `stability.core.train.fit` of the same MLP (same optimizer, batch size and steps; steady state, "
               "compilation excluded). Garipov et al. (2018), A.2: the gap is usually below 15%. "
               "(b) 121 points on a curve between two flax BatchNorm MLPs with the BN statistics recomputed at "
               "every point by one pass over the training batches: `evaluate` + `BNPoint` (vectorised) against a "

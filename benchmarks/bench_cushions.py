@@ -1,6 +1,6 @@
 """Benchmark: every noise-stability quantity (docs/THEORY.md §6) for a conv net, ours vs materialised Jacobians.
 
-Ours: ``stability.cushions.measure`` — LOBPCG (or ``--method power``) on ``JᵀJ`` with jvp/vjp for
+Ours: ``stability.theory.cushions.measure`` — LOBPCG (or ``--method power``) on ``JᵀJ`` with jvp/vjp for
 all layer pairs at once, vmapped over samples, jitted per chunk. Baseline, in the same process and on the same
 samples and
 masks: the same quantities from materialised Jacobians — per start layer ``i`` one

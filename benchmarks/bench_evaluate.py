@@ -1,6 +1,6 @@
 """Benchmark: 121 points on the straight line between two MLPs over a dataset.
 
-Ours: ``stability.evaluate.evaluate_line`` (vmap over a chunk of points, ``lax.scan`` over
+Ours: ``stability.core.evaluate.evaluate_line`` (vmap over a chunk of points, ``lax.scan`` over
 data batches, one compiled program). Baseline, in the same process: a per-point Python loop
 that materialises each point and runs a jitted batch-``--baseline-batch`` forward pass over
 the data (what one-point-at-a-time scripts do). Also measures the FP32 matmul throughput

@@ -1,5 +1,5 @@
 """Benchmark: a conv net's training step and forward pass inside ``lax.scan`` / ``lax.map`` vs the same
-jitted step called from a Python loop — the measurement behind :mod:`stability.hostloop`.
+jitted step called from a Python loop — the measurement behind :mod:`stability.core.hostloop`.
 
     python benchmarks/bench_hostloop.py [--channels 16,32] [--batch 128] [--steps 20] [--out FILE.md]
 """

@@ -1,7 +1,7 @@
 """Benchmark: evaluating a whole Theorem 1 path (every segment, ≥ 61 points each) on the digits data.
 
 Ours: ``Path.evaluate`` — the way points stacked into one net and ONE jitted, vmapped
-``stability.evaluate.evaluate`` call with the module-level point function ``path_point``.
+``stability.core.evaluate.evaluate`` call with the module-level point function ``path_point``.
 Baseline, in the same process: a per-point Python loop that materialises each point with a
 jitted ``lerp`` of the segment's end points and calls a jitted ``stability.apply`` + loss +
 accuracy on the whole data set (what a script evaluating one net at a time does).

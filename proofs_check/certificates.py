@@ -1,6 +1,6 @@
 """Exact per-segment certificates for constructed paths (docs/THEORY.md §5).
 
-Every segment of a :class:`stability.paths.Path` carries a claim. :func:`certify` verifies each
+Every segment of a :class:`stability.theory.paths.Path` carries a claim. :func:`certify` verifies each
 claim from the segment's two end points alone, exactly (float equality, no sampling):
 
 * ``top_layer`` (type (a)): every parameter except ``A_d``, ``b_d`` is equal at both ends. The

@@ -1,6 +1,6 @@
 """Exact checks for Theorem 4's counterexample (Kuditipudi et al. 2019, Appendix C; docs/THEORY.md §7).
 
-Everything here is integer arithmetic on the dataset of :func:`stability.counterexample.dataset`
+Everything here is integer arithmetic on the dataset of :func:`stability.theory.counterexample.dataset`
 (plus one zero-tolerance evaluation through the library's own forward pass), so a passing check
 is a proof for that ``(h, k, l, m, n)``:
 
@@ -15,7 +15,7 @@ is a proof for that ``(h, k, l, m, n)``:
 
 Lemma 6 itself (and hence that every path between the minima has positive loss somewhere) is an
 argument about all of parameter space; it is NOT machine-checked here. The numerical evidence
-lives in :func:`stability.counterexample.barrier_study`.
+lives in :func:`stability.app.studies.counterexample_study.barrier_study`.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def _exact_output(net: _nets.Net, X: np.ndarray) -> np.ndarray:
 
 def check_minimizers(h: int, X: Any, y: Any, dtype: Any = jnp.float32, forward: bool = True) -> list[Fact]:
     """Teacher and student: structure (active units, output-weight signs) and zero loss in integer
-    arithmetic; with ``forward`` also through :func:`stability.nets.apply` + ``squared_error`` in ``dtype``
+    arithmetic; with ``forward`` also through :func:`stability.core.nets.apply` + ``squared_error`` in ``dtype``
     with zero tolerance (integers below 2^24 are exact in float32)."""
     Xi, yi = _ints(X, "X"), _ints(y, "y")
     facts = []

@@ -44,7 +44,7 @@ __all__ = ["Lemma3Check", "LemmaVerdict", "check_lemma3", "segment_point", "clop
 
 
 def segment_point(theta: tuple[_nets.Net, tuple[Array, ...], Array], t: Array) -> _nets.Net:
-    """Point function for :func:`stability.evaluate.evaluate`: ``theta = (net, deltas, ts)`` with
+    """Point function for :func:`stability.core.evaluate.evaluate`: ``theta = (net, deltas, ts)`` with
     ``deltas[l]`` of shape ``(n_points, h_l)`` and ``ts`` of shape ``(n_points,)``; point ``t`` (an
     integer index ``k``) is ``θ + ts[k]·(θ^1_k − θ)``, i.e. the columns of hidden unit ``u`` scaled by
     ``1 + ts[k]·(δ_u − 1)``."""
@@ -157,7 +157,7 @@ def check_lemma3(net: _nets.Net, x, y, key: Array, *, ps: Sequence[float] = (0.1
     """Lemma 3 on the sample set ``(x, y)``: ``draws`` Algorithm 1 masks for each ``p`` in ``ps``, loss on
     ``n_t`` equally spaced points of each segment ``θ → θ^1``, against the explicit bound at that ``p``.
 
-    ``noise`` is ``θ``'s :class:`~stability.cushions.Cushions` on the same ``x`` (measured here with
+    ``noise`` is ``θ``'s :class:`~stability.theory.cushions.Cushions` on the same ``x`` (measured here with
     ``draws_noise`` mask draws and ``measure_kw`` when not given); what depends on ``p`` (ρ, the ∞-norm and
     column conditions) is re-measured at every ``p`` with ``draws_noise`` fresh draws."""
     loss = get_loss(loss)

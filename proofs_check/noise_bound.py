@@ -165,9 +165,9 @@ def _bernstein_eta(R: float, var: float, L: float) -> float:
 
 def lemma3_bound(net: _nets.Net, noise: _cushions.Cushions, x, y, *, loss: Loss | str = "cross_entropy"
                  ) -> Lemma3Bound:
-    """Lemma 3's explicit bound for ``net`` at ``noise.p`` (``noise`` = :func:`stability.cushions.measure` of
+    """Lemma 3's explicit bound for ``net`` at ``noise.p`` (``noise`` = :func:`stability.theory.cushions.measure` of
     ``net`` on the samples ``x``, at the dropout probability of the Algorithm 1 draws in question; use
-    :func:`stability.cushions.remeasure_smoothness` for another p). ``y`` is only used for the squared error's
+    :func:`stability.theory.cushions.remeasure_smoothness` for another p). ``y`` is only used for the squared error's
     local Lipschitz constant. See the module docstring for the formula and docs/THEORY.md for the derivation."""
     loss = get_loss(loss)
     d = net.depth

@@ -1,7 +1,7 @@
 """Certified maximum loss along a constructed path, with the proved claims used as exact shortcuts.
 
 :func:`path_bound` certifies every segment's claim (:func:`proofs_check.certify`) and passes ONLY the
-claims whose status is ``proved`` to :func:`stability.bounds.max_loss_bound`: a
+claims whose status is ``proved`` to :func:`stability.theory.bounds.max_loss_bound`: a
 ``function_preserving`` / ``copy_shift`` segment is bounded by its end loss, a ``top_layer`` segment
 by the larger end loss; every other segment (a failed or refused claim, ``dropout_interpolation``,
 ``free``) is bounded by propagation over sub-intervals. It lives here, not in ``stability``, because
@@ -29,12 +29,12 @@ def proved_claims(cert: Certificate) -> list[str | None]:
 def path_bound(path: Path, x, y, *, loss: Loss | str = cross_entropy, **kw: Any) -> BoundResult:
     """``lower ≤ max_t L(path(t)) ≤ upper`` over the whole path (segment ``k`` on ``[k/n, (k+1)/n]``).
 
-    Keyword arguments go to :func:`stability.bounds.max_loss_bound` (``rtol``, ``atol``, ``max_subintervals``,
+    Keyword arguments go to :func:`stability.theory.bounds.max_loss_bound` (``rtol``, ``atol``, ``max_subintervals``,
     ``method``, …). A path whose segments do not meet exactly is refused: its way-point chain would not be
     the path the verdicts speak about.
     """
     if not isinstance(path, Path):
-        raise ValueError(f"path must be a stability.paths.Path, got {type(path).__name__}")
+        raise ValueError(f"path must be a stability.theory.paths.Path, got {type(path).__name__}")
     if "certificate_claims" in kw:
         raise ValueError("path_bound derives certificate_claims from proofs_check.certify; do not pass them")
     loss = get_loss(loss)

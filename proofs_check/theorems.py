@@ -24,7 +24,7 @@ Bounds:
 * Theorem 1: ``max{L(θ_A), L(θ_B)} + ε``, ``ε = max(ε_A, ε_B, 0)``.
 * Theorems 2 / 3: ``max{L(θ_A) + e_A, L(θ_B) + e_B}`` (Theorem 3: and ``L(θ*)``), ``e`` the explicit Lemma 3
   excess of :mod:`proofs_check.noise_bound` computed from Definition 4's ε measured by
-  :func:`stability.cushions.measure` on the same data. Every premise (ρ ≥ 3d, ε′ ≤ 1, converged spectral norms,
+  :func:`stability.theory.cushions.measure` on the same data. Every premise (ρ ≥ 3d, ε′ ≤ 1, converged spectral norms,
   Lemma 5's dropped fraction on the draws used, …) is reported as held / failed with its number. The verdict
   also reports the empirical constant ``(max loss − max end loss)/(√p·ε)`` and the vacuity ratio
   ``√p·ε / loss range`` (loss range: the loss of the zero-output predictor minus the larger end loss), so a
@@ -477,7 +477,7 @@ def check_theorem2(net_a: _nets.Net, net_b: _nets.Net, key: jax.Array, x, y, *, 
                    measure_kw: dict[str, Any] | None = None, **kw) -> TheoremVerdict:
     """Theorem 2 (10 segments): ``max{L(θ_A) + e_A, L(θ_B) + e_B}`` with the explicit Lemma 3 excesses ``e``
     from Definition 4's ε measured on ``(x, y)`` (``noise``: the cushions of θ_A and θ_B on ``x``, measured
-    here when not given; ``measure_kw`` go to :func:`stability.cushions.measure`)."""
+    here when not given; ``measure_kw`` go to :func:`stability.theory.cushions.measure`)."""
     path = theorem2(net_a, net_b, key, p=p)
     return check_theorem2_path(path, net_a, net_b, jax.random.fold_in(key, 7), x, y, loss=loss, noise=noise,
                                measure_kw=measure_kw, **kw)

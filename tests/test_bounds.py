@@ -1,4 +1,4 @@
-"""Certified bounds of the maximum loss over a whole curve (``stability.bounds``): sound against dense
+"""Certified bounds of the maximum loss over a whole curve (``stability.theory.bounds``): sound against dense
 sampling and a local search on random dense and conv nets, segments and Bezier curves; a narrow spike
 between grid points is caught; proved claims are exact shortcuts and only certified claims are used;
 negative controls show the ReLU relaxation and the rounding margins are needed."""
@@ -149,7 +149,7 @@ def test_conv_bound_is_sound(x64, monkeypatch, k, seeds, dseed):
     x, y = data(arch, dseed)
     ref = random_net(arch, seeds[0], jnp.float64)
     assert np.allclose(apply_im2col(ref, x), nets.apply(ref, x), rtol=1e-12, atol=1e-12)
-    # k = 1: three data batches, stepped from Python on CPU (stability.hostloop)
+    # k = 1: three data batches, stepped from Python on CPU (stability.core.hostloop)
     res = max_loss_bound(curve, x, y, loss=loss, batch_size=(None, 3)[k], **KW)
     with monkeypatch.context() as mp:
         mp.setenv("STABILITY_HOST_LOOP", "0")  # the sampler's 10,001 points in one vmapped program

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proofs_check.counterexample import check_identity, check_lemma6_facts, check_theorem4
+from stability.app.studies import counterexample_study as study
 from stability.theory import counterexample as ce
 from stability.core import evaluate
 from stability.core.losses import squared_error
@@ -149,10 +150,10 @@ def test_barrier_study_and_demo_section_write_their_outputs(tmp_path, monkeypatc
     from stability.app.sections import counterexample as counterexample_demo
     from stability.app.report import Report
 
-    tiny = ce.StudyConfig(kinds=("polychain",), bends=(3,), restarts=2, via_crossing=1, steps=300, grid=21,
+    tiny = study.StudyConfig(kinds=("polychain",), bends=(3,), restarts=2, via_crossing=1, steps=300, grid=21,
                           crossing_restarts=2, crossing_steps=300, control_students=2, control_steps=300,
                           control_restarts=1, klm_h=2, klm_scales=(1, 2))
-    res = ce.barrier_study((2,), cfg=tiny, out=tmp_path / "study", log=lambda s: None)
+    res = study.barrier_study((2,), cfg=tiny, out=tmp_path / "study", log=lambda s: None)
     for name in ("thm4_barriers.json", "thm4_data.png", "thm4_barriers.png"):
         assert (tmp_path / "study" / name).stat().st_size > 0
     saved = json.loads((tmp_path / "study" / "thm4_barriers.json").read_text())
@@ -162,9 +163,9 @@ def test_barrier_study_and_demo_section_write_their_outputs(tmp_path, monkeypatc
     assert len(case["curves"]) == 1 * 1 * 2 + 1 and case["crossing_set_best"] > 0
     assert case["best_curve"]["barrier"] == min(c["barrier"] for c in case["curves"])
     assert [r["varied"] for r in res["klm"]] == ["base", "k", "l-k", "m-l"]
-    assert len(ce.summary_rows(res)[0]) == len(ce.SUMMARY_HEADER)
+    assert len(study.summary_rows(res)[0]) == len(study.SUMMARY_HEADER)
 
-    monkeypatch.setattr(ce.StudyConfig, "quick", classmethod(lambda cls: tiny))
+    monkeypatch.setattr(study.StudyConfig, "quick", classmethod(lambda cls: tiny))
     monkeypatch.setattr(counterexample_demo, "QUICK_HS", (2,))
 
     class Ctx:

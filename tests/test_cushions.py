@@ -1,6 +1,6 @@
 """Noise-stability quantities (docs/THEORY.md §6) against materialised Jacobians (``jax.jacfwd`` + SVD).
 
-The reference below never touches :mod:`stability.cushions`: the map ``M^{i,j}`` is built as a
+The reference below never touches :mod:`stability.theory.cushions`: the map ``M^{i,j}`` is built as a
 sub-net (an identity first layer followed by layers ``i+1..j``) run through the public
 ``nets.forward``, its Jacobian is materialised with ``jax.jacfwd``, and spectral norms come
 from NumPy's SVD.
@@ -452,7 +452,7 @@ def test_cli_writes_arrays_histograms_and_lemma3(tmp_path):
 
     from stability.core import checkpoint
     from stability.plots import cushions as cushion_plots
-    from stability.app.sections.cushions import add_cushions_parser
+    from stability.app.cli import add_cushions_parser
 
     ck = checkpoint.save(tmp_path / "net.npz", _digits_net(0))
     parser = argparse.ArgumentParser(prog="stability")
@@ -487,7 +487,7 @@ def test_cli_writes_arrays_histograms_and_lemma3(tmp_path):
 
 def test_demo_section(tmp_path):
     from stability import data
-    from stability.app.cli import DemoContext
+    from stability.app.demo import DemoContext
     from stability.app.sections.cushions import add_cushions_section
     from stability.app.report import Report
 

@@ -1,4 +1,4 @@
-"""The Python-driven loops used for conv nets on CPU (stability.hostloop) compute what the lax.scan programs
+"""The Python-driven loops used for conv nets on CPU (stability.core.hostloop) compute what the lax.scan programs
 compute: training, curve training and the batched evaluator agree between the two paths."""
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from jax.flatten_util import ravel_pytree
 from stability.core import losses
 from stability.core import nets
 from stability.curves import planes
+from stability.plots.planes import plot_plane
 from tests.strategies import inputs, random_net
 
 
@@ -41,5 +42,5 @@ def test_grid_evaluation_matches_direct_evaluation(x64):
         net = p.point(g["a"][j], g["b"][i])
         direct = float(jnp.mean(losses.cross_entropy(nets.apply(net, x), y)))
         assert g["loss"][i, j] == pytest.approx(direct, rel=1e-10)
-    fig = planes.plot_plane(p, g, curves={"segment": [nets.lerp(w[0], w[1], jnp.float64(t)) for t in (0, .5, 1)]})
+    fig = plot_plane(p, g, curves={"segment": [nets.lerp(w[0], w[1], jnp.float64(t)) for t in (0, .5, 1)]})
     assert fig.axes

@@ -11,9 +11,9 @@ from stability.app.cli import main
 from tests._reproduce_helpers import quick_run, summary
 
 
-def test_registry_lists_the_five_reproductions(capsys):
-    assert reproduce.names() == ["kuditipudi-fig2", "kuditipudi-fig3", "kuditipudi-thm4", "garipov-table2",
-                                 "garipov-fge"]
+def test_registry_lists_the_six_reproductions(capsys):
+    assert reproduce.names() == ["kuditipudi-thm1", "kuditipudi-fig2", "kuditipudi-fig3", "kuditipudi-thm4",
+                                 "garipov-table2", "garipov-fge"]
     assert main(["reproduce", "--list"]) == 0
     listed = capsys.readouterr().out
     assert all(name in listed for name in reproduce.names())
@@ -86,3 +86,15 @@ def test_thm4_quick_exact_facts_and_positive_barriers(tmp_path):
     md = (out / "report.md").read_text()
     assert "## Paper vs ours" in md and "EVIDENCE" in md
     assert (out / "thm4_barriers.png").exists() and (out / "thm4_data.png").exists()
+
+
+def test_theorem1_quick_holds_on_two_conv_nets(tmp_path_factory):
+    """``kuditipudi-thm1 --quick`` (digits stand-in): every segment proved, the bound holds for every t, the
+    straight line is higher than the path."""
+    out, headline = quick_run(tmp_path_factory, "kuditipudi-thm1")
+    s = summary(out)
+    v = s["theorem1"]["verdict"]
+    assert headline["verdict"] == v["verdict"] == "holds", v["reason"]
+    assert v["certificate"]["ok"] and v["max_loss_kind"].startswith("every t")
+    assert headline["n_segments"] == 2 * (4 * 4 - 6) + 8 and headline["max_loss"] <= headline["bound"] + v["tol"]
+    assert (out / "thm1_path.png").stat().st_size > 1000 and "**Finding.**" in (out / "report.md").read_text()

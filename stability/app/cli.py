@@ -7,145 +7,25 @@ atomically, and prints progress lines to stderr.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["main", "DemoContext", "demo_sections"]
+__all__ = ["main", "build_parser"]
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-@dataclasses.dataclass
-class DemoContext:
-    """What every demo section receives: the two trained nets, the data and the run's options."""
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from stability.app.demo import run_demo
 
-    net_a: Any
-    net_b: Any
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    quick: bool
-    seed: int
-    dataset: Any = None
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def _section_straight_line(report, ctx: DemoContext) -> dict[str, Any]:
-    from stability.plots import along as plots
-    from stability.core.evaluate import evaluate_line
-
-    n_points = 61 if ctx.quick else 121
-    t0 = time.perf_counter()
-    tr = evaluate_line(ctx.net_a, ctx.net_b, n_points, ctx.x_train, ctx.y_train)
-    te = evaluate_line(ctx.net_a, ctx.net_b, n_points, ctx.x_test, ctx.y_test)
-    secs = time.perf_counter() - t0
-    ends = max(tr.loss[0], tr.loss[-1])
-    sec = report.section("straight_line", "The straight line between the two nets")
-    sec.text(
-        f"Loss and accuracy at {n_points} equally spaced points of θ(t) = (1−t)·θ_A + t·θ_B, "
-        f"evaluated in one batched call per split ({secs:.2f} s for both splits)."
-    )
-    sec.table(
-        ["", "train loss", "train acc", "test loss", "test acc"],
-        [["θ_A (t=0)", float(tr.loss[0]), float(tr.acc[0]), float(te.loss[0]), float(te.acc[0])],
-         ["θ_B (t=1)", float(tr.loss[-1]), float(tr.acc[-1]), float(te.loss[-1]), float(te.acc[-1])],
-         [f"max over t (at t={tr.ts[np.argmax(tr.loss)]:.3f})", float(tr.loss.max()), float(tr.acc.min()),
-          float(te.loss.max()), float(te.acc.min())]],
-    )
-    sec.text(f"Barrier (max train loss − max end-point loss): **{tr.loss.max() - ends:.4f}**.")
-    fig = plots.plot_along({"train": tr, "test": te}, title="straight line θ_A → θ_B")
-    report.figure(sec, fig, "straight_line.png", "Loss and accuracy along the straight line")
-    sec.data.update(points=n_points, train=tr.to_dict(), test=te.to_dict(), barrier=float(tr.loss.max() - ends),
-                    max_train_loss=float(tr.loss.max()), eval_seconds=secs)
-    report.add(sec)
-    return sec.data
-
-
-def demo_sections() -> list[tuple[str, Callable]]:
-    """Every analysis of the demo report, in report order (imported lazily: the CLI starts fast)."""
-    from stability.app.sections.counterexample import add_counterexample_section
-    from stability.app.sections.curves import add_curves_section
-    from stability.app.sections.cushions import add_cushions_section
-    from stability.app.sections.paths import add_paths_section
-
-    return [("straight_line", _section_straight_line), ("paths", add_paths_section),
-            ("cushions", add_cushions_section), ("curves", add_curves_section),
-            ("counterexample", add_counterexample_section)]
-
-
-def _train_pair(ds, quick: bool, seed: int, widths: Sequence[int], log: Callable[[str], None]):
-    import jax
-
-    from stability.core import nets
-    from stability.core.train import TrainConfig, fit
-
-    cfg = TrainConfig(steps=1500 if quick else 5000, batch_size=64, optimizer="sgd", lr=0.1, schedule="cosine",
-                      dropout=0.1, log_every=500 if quick else 1000)
-    out = []
-    for k, s in enumerate((seed, seed + 1)):
-        log(f"training net {'AB'[k]} (seed {s}, {cfg.steps} steps)")
-        net = nets.mlp(jax.random.PRNGKey(s), (ds.input_shape[0], *widths, ds.num_classes))
-        net, hist = fit(net, ds.x_train, ds.y_train, dataclasses.replace(cfg, seed=s),
-                        x_test=ds.x_test, y_test=ds.y_test, log=log)
-        out.append((net, hist))
-    return out, cfg
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from stability.core import checkpoint
-    from stability import data
-    from stability.plots import along as plots
-    from stability.app.report import Report
-
-    sections = demo_sections()
-    unknown = set(args.only or ()) - {name for name, _ in sections}
-    if unknown:
-        raise ValueError(f"unknown demo section(s) {sorted(unknown)}; known: {[n for n, _ in sections]}")
-    t0 = time.perf_counter()
-    out = Path(args.out)
-    report = Report(out, title="stability demo: two nets on the digits data")
-    report.meta["command"] = "stability " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    report.meta["seed"] = args.seed
-    ds = data.load("digits")
-    _log(f"data: {ds.summary()}")
-    widths = (64, 64)
-    (pair, cfg) = _train_pair(ds, args.quick, args.seed, widths, _log)
-    (net_a, hist_a), (net_b, hist_b) = pair
-    checkpoint.save(out / "net_a.npz", net_a, {"seed": args.seed, "train": cfg.to_dict()})
-    checkpoint.save(out / "net_b.npz", net_b, {"seed": args.seed + 1, "train": cfg.to_dict()})
-
-    sec = report.section("setup", "Data and training")
-    sec.text(f"Data: {ds.summary()}. Two dense ReLU nets {ds.input_shape[0]}–{'–'.join(map(str, widths))}–"
-             f"{ds.num_classes}, trained from seeds {args.seed} and {args.seed + 1} "
-             f"({cfg.steps} SGD steps, batch {cfg.batch_size}, lr {cfg.lr} {cfg.schedule}, dropout {cfg.dropout}). "
-             f"Checkpoints: `net_a.npz`, `net_b.npz`.")
-    sec.table(["net", "final train loss", "test loss", "test acc"],
-              [["A", hist_a["loss"][-1], hist_a["test_loss"][-1], hist_a["test_acc"][-1]],
-               ["B", hist_b["loss"][-1], hist_b["test_loss"][-1], hist_b["test_acc"][-1]]])
-    report.figure(sec, plots.plot_history({"A": hist_a, "B": hist_b}), "training.png", "Training curves")
-    sec.data.update(dataset=ds.summary(), widths=list(widths), train_config=cfg.to_dict(),
-                    history_a=hist_a, history_b=hist_b)
-    report.add(sec)
-
-    ctx = DemoContext(net_a, net_b, ds.x_train, ds.y_train, ds.x_test, ds.y_test, args.quick, args.seed, ds)
-    for name, fn in sections:
-        if args.only and name not in args.only:
-            continue
-        _log(f"section: {name}")
-        fn(report, ctx)
-    report.meta["wall_seconds"] = round(time.perf_counter() - t0, 2)
-    report.write()
-    _log(f"wrote {out / 'report.md'} and {out / 'summary.json'} in {time.perf_counter() - t0:.1f} s")
-    return 0
+    return run_demo(args)
 
 
 def _parse_ints(s: str) -> tuple[int, ...]:
@@ -246,6 +126,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
 def cmd_plane(args: argparse.Namespace) -> int:
     from stability.core import checkpoint
     from stability.curves import planes
+    from stability.plots.planes import plot_plane
 
     ws = [checkpoint.load(p) for p in (args.a, args.b, args.c)]
     ds = _load_data_for(ws[0], args.data, args.source)
@@ -253,7 +134,7 @@ def cmd_plane(args: argparse.Namespace) -> int:
     p = planes.plane(*ws)
     grid = planes.evaluate_plane(p, ds.x_train, ds.y_train, resolution=args.resolution, progress=True)
     sec = report.section("plane", "Train loss on the plane")
-    report.figure(sec, planes.plot_plane(p, grid, {"segment A→C": [ws[0], ws[2]]}, labels=("A", "B", "C")),
+    report.figure(sec, plot_plane(p, grid, {"segment A→C": [ws[0], ws[2]]}, labels=("A", "B", "C")),
                   "plane.png", "Train loss on the plane through the three checkpoints")
     sec.data.update(coords=p.coords, alpha=grid["alpha"], beta=grid["beta"], loss=grid["loss"], acc=grid["acc"])
     report.add(sec)
@@ -315,6 +196,106 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cushions(args: argparse.Namespace) -> int:
+    """``stability cushions CHECKPOINT --data NAME --out DIR``."""
+    import jax
+
+    from stability.core import checkpoint
+    from stability.theory import cushions
+    from stability import data
+    from proofs_check.lemma3 import check_lemma3
+    from stability.app.report import Report
+    from stability.app.sections.cushions import write_cushions_section
+
+    t0 = time.perf_counter()
+    net, meta = checkpoint.load(args.checkpoint, with_meta=True)
+    kwargs: dict[str, Any] = {}
+    if args.source:
+        kwargs["source"] = args.source
+    if args.data in ("digits", "mnist", "cifar10"):
+        kwargs["layout"] = "image" if net.arch.n_conv > 0 else "flat"
+    ds = data.load(args.data, **kwargs)
+    if tuple(ds.input_shape) != tuple(net.arch.in_shape):
+        raise ValueError(f"the checkpoint's net reads inputs of shape {net.arch.in_shape}, dataset {args.data!r} "
+                         f"has {ds.input_shape}")
+    n = min(args.n, len(ds.x_train))
+    rng = np.random.default_rng(args.seed)
+    idx = np.sort(rng.choice(len(ds.x_train), n, replace=False))
+    x, y = ds.x_train[idx], ds.y_train[idx]
+    _log(f"data: {ds.summary()}; measuring on {n} training samples")
+    key = jax.random.PRNGKey(args.seed)
+    km, kl = jax.random.split(key)
+    res = cushions.measure(net, x, km, p=args.p, draws=args.draws, ts=args.ts, tol=args.tol, max_iter=args.max_iter,
+                           method=args.method, batch_size=args.batch_size, log=_log)
+    out = Path(args.out)
+    report = Report(out, title=f"stability cushions: {Path(args.checkpoint).name} on {args.data}")
+    report.meta["command"] = "stability " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report.meta.update(checkpoint=str(args.checkpoint), data=args.data, n=n, seed=args.seed)
+    res.save(out / "cushions.npz")
+    lemma = None
+    if args.lemma3_draws > 0 and ds.task == "classification":
+        _log(f"Lemma 3: {args.lemma3_draws} draws per p")
+        lemma = check_lemma3(net, x, y, kl, draws=args.lemma3_draws, noise=res)
+    write_cushions_section(report, "cushions", f"Noise stability of {Path(args.checkpoint).name}",
+                           {"net": res}, lemma3=lemma)
+    report.meta["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    report.write()
+    _log(f"wrote {out / 'report.md'}, {out / 'summary.json'} and {out / 'cushions.npz'} "
+         f"in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _probability(s: str) -> float:
+    v = float(s)
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1), got {s!r}")
+    return v
+
+
+def _grid(s: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in s.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+    if not vals or any(not 0.0 <= v <= 1.0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected values in [0, 1], got {s!r}")
+    return vals
+
+
+def add_cushions_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``stability cushions CHECKPOINT --data NAME --out DIR [--n N] [--p P] [--draws K]``."""
+    c = subparsers.add_parser(
+        "cushions", help="noise stability (layer/interlayer cushion, contraction, smoothness, ε) of a checkpoint",
+        description="Measure the noise-stability quantities of Kuditipudi et al. (2019), Definitions 2–4, of a "
+                    "trained net on N training samples; write cushions.npz (per-sample arrays), histograms (PNG), "
+                    "report.md and summary.json into DIR, with the Lemma 3 check.")
+    c.add_argument("checkpoint", help="a checkpoint written by `stability train` (.npz)")
+    c.add_argument("--data", required=True, help="digits | mnist | cifar10 | teacher")
+    c.add_argument("--source", help="data directory (MNIST IDX files, CIFAR-10 python batches)")
+    c.add_argument("--out", required=True, help="output directory")
+    c.add_argument("--n", type=_positive_int, default=1000, help="training samples to measure on (default 1000)")
+    c.add_argument("--p", type=_probability, default=0.5, help="Algorithm 1 dropout probability for ρ (default 0.5)")
+    c.add_argument("--draws", type=_positive_int, default=5, help="Algorithm 1 mask draws for ρ (default 5)")
+    c.add_argument("--ts", type=_grid, default=(0.0, 0.25, 0.5, 0.75),
+                   help="t grid of Definition 3, comma-separated (default 0,0.25,0.5,0.75)")
+    c.add_argument("--method", choices=["lobpcg", "power"], default="lobpcg",
+                   help="spectral-norm solver on JᵀJ (jvp/vjp only): lobpcg (default) or power iteration")
+    c.add_argument("--tol", type=float, default=1e-4, help="solver: relative residual tolerance (default 1e-4)")
+    c.add_argument("--max-iter", type=_positive_int, default=200, help="solver: iteration cap (default 200)")
+    c.add_argument("--batch-size", type=_positive_int, help="samples per jitted chunk (default: fit 512 MiB)")
+    c.add_argument("--lemma3-draws", type=int, default=20, help="mask draws per p for the Lemma 3 check (0: skip)")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(fn=cmd_cushions)
+    return c
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stability", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -326,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="fewer steps and points (under 3 minutes on a 2-core CPU)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--only", nargs="*", help="run only these sections (e.g. straight_line paths)")
-    d.set_defaults(fn=cmd_demo)
+    d.set_defaults(fn=_cmd_demo)
 
     t = sub.add_parser("train", help="train a net and save a checkpoint",
                        description="Train a dense or conv ReLU net and save it (one .npz, written atomically).")
@@ -406,8 +387,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="override one field of the run's scale (e.g. --set n_train=10000); repeatable")
     r.set_defaults(fn=cmd_reproduce)
-
-    from stability.app.sections.cushions import add_cushions_parser
 
     add_cushions_parser(sub)
     return p

@@ -69,12 +69,11 @@ class Report:
         return Section(key, title)
 
     def figure(self, section: Section, fig: Any, name: str, caption: str) -> Path:
-        """Save a matplotlib figure as ``name`` (PNG, atomically) and reference it from ``section``."""
-        import matplotlib.pyplot as plt
+        """Save a figure as ``name`` (PNG, atomically) and reference it from ``section``."""
+        from stability.plots import save_png
 
         path = self.out / name
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
-        plt.close(fig)
+        atomic_write(path, lambda f: save_png(fig, f))
         section.text(f"![{caption}]({name})\n\n*{caption}*")
         section.data.setdefault("figures", []).append(name)
         return path

@@ -130,7 +130,7 @@ def _point_batch_sums(apply_fn: ApplyFn, loss: Loss, classify: bool, points: Any
 def _eval_chunk_host(point_fn: PointFn, apply_fn: ApplyFn, loss: Loss, classify: bool,
                      theta: Any, ts: Array, xb: Array, yb: Array, mb: Array) -> tuple[Array, Array]:
     """:func:`_eval_chunk` with the point and batch loops in Python: conv nets on CPU, where convolutions
-    inside ``lax.scan`` and convolutions vmapped over kernels are several times slower (:mod:`stability.hostloop`)."""
+    inside ``lax.scan`` and convolutions vmapped over kernels are several times slower (:mod:`stability.core.hostloop`)."""
     points = _chunk_points(point_fn, theta, ts)
     ls, acs = [], []
     for k in range(ts.shape[0]):

@@ -70,7 +70,7 @@ def make_schedule(cfg: TrainConfig) -> optax.Schedule:
 @dataclasses.dataclass(frozen=True)
 class KerasDecay:
     """Keras SGD's time-based decay ``lr / (1 + decay·t)`` (Appendix D.1: decay 10⁻⁶). A frozen dataclass,
-    so equal schedules hash equal and :func:`stability.train.fit` reuses its compiled program across nets."""
+    so equal schedules hash equal and :func:`stability.core.train.fit` reuses its compiled program across nets."""
 
     lr: float
     decay: float
@@ -271,7 +271,7 @@ def fit(
         if upcoming:
             k = min(k, upcoming[0] - done)
         key, sub = jax.random.split(key)
-        (params, opt_state), values = run_steps(  # conv nets on CPU step from Python: see stability.hostloop
+        (params, opt_state), values = run_steps(  # conv nets on CPU step from Python: see stability.core.hostloop
             lambda c, i: _run_block(spec, x, y, c, i), lambda c, i: _one_step(spec, x, y, c, i), (params, opt_state),
             (jnp.asarray(order.take(k)), jax.random.split(sub, k)), host_loop)
         done += k

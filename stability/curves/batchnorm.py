@@ -87,7 +87,7 @@ def _stats_like(model: Any, params: Any, x: Array) -> Any:
 class BNPoint:
     """Point function wrapper: ``inner(theta_inner, t)`` gives params; BN statistics are recomputed at
     that point from the training batches carried in ``theta`` (see :func:`bn_point_theta`).
-    Under :func:`stability.evaluate.evaluate` the recompute is vmapped over the chunk of ``t``."""
+    Under :func:`stability.core.evaluate.evaluate` the recompute is vmapped over the chunk of ``t``."""
 
     inner: Callable[[Any, Array], Any]
     model: Any

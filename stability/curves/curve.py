@@ -1,6 +1,6 @@
 """Learned curves between two weight points (Garipov et al. 2018, §3; docs/THEORY.md §8).
 
-A :class:`Curve` is a pytree over ANY pytree of weights (a :class:`stability.nets.Net`, a flax
+A :class:`Curve` is a pytree over ANY pytree of weights (a :class:`stability.core.nets.Net`, a flax
 ``params`` dict, a tuple of arrays …): its two fixed end points ``ends = (ŵ_1, ŵ_2)`` and its
 trainable control points ``bends`` (the same pytree with a leading axis of ``n`` bends). With
 control points ``w_0 = ŵ_1, w_1 … w_n, w_{n+1} = ŵ_2``:
@@ -15,7 +15,7 @@ Zero bends is the straight segment. ``φ(0)`` and ``φ(1)`` are the end points b
 fresh ``t`` per minibatch, gradients w.r.t. the bends only (the end points stay fixed), in
 jitted ``lax.scan`` blocks. Everything is a pure function of pytrees and an ``apply_fn(params, x)``,
 so no layer is rewritten per architecture. :func:`curve_point` is the point function for
-:func:`stability.evaluate.evaluate`, so a learned curve lands in the same tables as any path.
+:func:`stability.core.evaluate.evaluate`, so a learned curve lands in the same tables as any path.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def points(curve: Curve, ts: Array) -> Any:
 
 
 def curve_point(theta: Curve, t: Array) -> Any:
-    """Point function for :func:`stability.evaluate.evaluate`: ``theta`` is the :class:`Curve`."""
+    """Point function for :func:`stability.core.evaluate.evaluate`: ``theta`` is the :class:`Curve`."""
     return point(theta, t)
 
 
@@ -233,7 +233,7 @@ def trivial_path_point(theta: tuple[Any, Any], t: Array) -> Any:
     """The trivial connecting path ``ŵ_1 → 0 → ŵ_2`` (two copies of :func:`trivial_point`, the first
     reversed): ``φ(t) = trivial(ŵ_1, 1 − 2t)`` for ``t ≤ ½`` and ``trivial(ŵ_2, 2t − 1)`` after. Every
     point but the origin (``t = ½``) predicts like ``ŵ_1`` or ``ŵ_2`` (A.6); a point function for
-    :func:`stability.evaluate.evaluate`."""
+    :func:`stability.core.evaluate.evaluate`."""
     a, b = theta
     dtype = jax.tree_util.tree_leaves(a)[0].dtype
     t = jnp.asarray(t, dtype)
@@ -350,7 +350,7 @@ def train_curve(
         k = min(log_every, steps - done)
         key, sub = jax.random.split(key)
         ts = jax.random.uniform(sub, (k,), dtype)
-        (trainable, opt_state), values = run_steps(  # conv nets on CPU step from Python: see stability.hostloop
+        (trainable, opt_state), values = run_steps(  # conv nets on CPU step from Python: see stability.core.hostloop
             lambda c, i: _train_block(spec, frozen, x, y, c, i), lambda c, i: _train_step(spec, frozen, x, y, c, i),
             (trainable, opt_state), (jnp.asarray(order.take(k)), ts), host_loop)
         done += k
@@ -372,7 +372,7 @@ def train_curve(
 
 
 def as_polycurve(curve: Curve) -> "PolyCurve":
-    """The curve's declarative algebra (:class:`stability.polycurve.PolyCurve`): one Bezier piece of
+    """The curve's declarative algebra (:class:`stability.core.polycurve.PolyCurve`): one Bezier piece of
     degree ``n + 1``, or ``n + 1`` straight pieces of the polygonal chain, over the control points."""
     from stability.core.polycurve import PolyCurve
 

@@ -1,6 +1,6 @@
 """flax.linen models with BatchNorm for the learned-curve experiments (Garipov et al. 2018).
 
-Convention (what :mod:`stability.batchnorm` relies on): ``__call__(x, train: bool)`` with
+Convention (what :mod:`stability.curves.batchnorm` relies on): ``__call__(x, train: bool)`` with
 ``nn.BatchNorm(use_running_average=not train)``; variables ``{"params", "batch_stats"}``.
 """
 

@@ -5,7 +5,7 @@ an orthonormal basis of it, a grid evaluated in one vectorised call, curves proj
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,7 @@ from stability.core.losses import Loss, cross_entropy
 
 Array = jax.Array
 
-__all__ = ["Plane", "plane", "plane_grid_point", "evaluate_plane", "plot_plane"]
+__all__ = ["Plane", "plane", "plane_grid_point", "evaluate_plane"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +63,7 @@ def plane(w0: Any, w1: Any, w2: Any) -> Plane:
 
 
 def plane_grid_point(theta: tuple[Array, Array, Array, Array, Any], k: Array) -> Any:
-    """Point function for :func:`stability.evaluate.evaluate`: ``k`` indexes the grid ``theta[3]`` (G × 2)."""
+    """Point function for :func:`stability.core.evaluate.evaluate`: ``k`` indexes the grid ``theta[3]`` (G × 2)."""
     origin, u, v, grid, template = theta
     ab = grid[k.astype(jnp.int32)]
     flat = origin + ab[0] * u + ab[1] * v
@@ -94,26 +94,3 @@ def evaluate_plane(p: Plane, x: Array, y: Array, *, resolution: int = 21, margin
     res = evaluate(plane_grid_point, theta, np.arange(grid.shape[0], dtype=np.float64), x, y, apply_fn=apply_fn,
                    loss=loss, **kw)
     return {"alpha": a, "beta": b, "loss": res.loss.reshape(A.shape), "acc": res.acc.reshape(A.shape)}
-
-
-def plot_plane(p: Plane, grid: dict[str, np.ndarray], curves: dict[str, Sequence[Any]] | None = None,
-               labels: Sequence[str] = ("w0", "w1", "w2"), title: str = "loss plane"):
-    """Contour plot of the loss (log levels) with the three points and any curves projected onto the plane."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    loss = np.maximum(grid["loss"], 1e-6)
-    levels = np.geomspace(loss.min(), loss.max(), 20) if loss.max() > loss.min() else 10
-    cs = ax.contourf(grid["alpha"], grid["beta"], loss, levels=levels, norm=LogNorm(), cmap="viridis")
-    fig.colorbar(cs, ax=ax, label="loss")
-    for name, pts in (curves or {}).items():
-        xy = np.array([p.project(w) for w in pts])
-        ax.plot(xy[:, 0], xy[:, 1], lw=1.5, label=name)
-    ax.scatter(p.coords[:, 0], p.coords[:, 1], c="white", edgecolors="k", zorder=5)
-    for (a, b), lab in zip(p.coords, labels):
-        ax.annotate(lab, (a, b), textcoords="offset points", xytext=(4, 4), color="white")
-    if curves:
-        ax.legend(fontsize=8)
-    ax.set_title(title)
-    return fig

@@ -1,7 +1,7 @@
 """Histograms of the noise-stability quantities, in the style of Kuditipudi et al. 2019, Figure 3
 (left) and Appendix D.3: one panel per layer for each quantity, over the samples.
 
-Functions return matplotlib figures; :class:`stability.report.Report` saves them as PNG.
+Functions return matplotlib figures; :class:`stability.app.report.Report` saves them as PNG.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def _one_line(s: str) -> str:
 
 def _check_pair(net_a: _nets.Net, net_b: _nets.Net) -> None:
     if not isinstance(net_a, _nets.Net) or not isinstance(net_b, _nets.Net):
-        raise ValueError(f"net_a and net_b must be stability.nets.Net, got {type(net_a).__name__} and "
+        raise ValueError(f"net_a and net_b must be stability.core.nets.Net, got {type(net_a).__name__} and "
                          f"{type(net_b).__name__}")
     if net_a.arch != net_b.arch:
         raise ValueError(_one_line(f"net_b's architecture {net_b.arch} differs from net_a's {net_a.arch}; "
@@ -493,14 +493,14 @@ def permutation_path(net: _nets.Net, perms: Perms, *, widen: bool = False) -> Pa
     most ``⌊h_i/2⌋`` nonzero units ``n_i``. When it holds the path lives in ``net``'s own architecture.
     When it fails, ``widen=False`` raises a ``ValueError``; ``widen=True`` embeds ``net`` into the
     architecture with hidden widths ``H_i = max(h_i, 2·n_i)`` (``2·h_i`` for a net without zero units), its
-    units at positions ``0..h_i−1`` and zero units after them (:func:`stability.paths.embed_narrow`: exactly
+    units at positions ``0..h_i−1`` and zero units after them (:func:`stability.theory.paths.embed_narrow`: exactly
     the same function), extends each permutation by the identity on the added units, and runs Lemma 4
     there. The path then starts at the embedded θ_B and ends, bit for bit, at the embedded permuted copy —
     it is a path in the WIDENED architecture, not in ``net``'s (``meta["widened"]``, ``meta["path_widths"]``).
     No function-preserving permutation path in the original width is claimed.
     """
     if not isinstance(net, _nets.Net):
-        raise ValueError(f"net must be a stability.nets.Net, got {type(net).__name__}")
+        raise ValueError(f"net must be a stability.core.nets.Net, got {type(net).__name__}")
     if net.depth < 2:
         raise ValueError(f"permutation_path needs a net with at least one hidden layer, got depth {net.depth}")
     if not isinstance(widen, bool):

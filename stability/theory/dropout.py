@@ -1,7 +1,7 @@
 """Dropout stability (Definition 1), Algorithm 1, fixed-count dropout and searches for kept sets.
 
 Kuditipudi et al. 2019, docs/THEORY.md §1. Everything goes through the hidden-unit view of
-:mod:`stability.nets`: dropping hidden unit ``u`` of layer ``i`` scales its *column*
+:mod:`stability.core.nets`: dropping hidden unit ``u`` of layer ``i`` scales its *column*
 (``A_{i+1}[:, u]``, i.e. axis 1 of its weight), so dense and channel-wise conv
 nets (Remark 1: a unit is a channel) share one implementation.
 

@@ -24,6 +24,7 @@ from stability.app.reproduce.common import REGISTRY, ReproContext, Reproduction,
 __all__ = ["run", "names", "get", "REGISTRY", "ReproContext", "Reproduction", "comparison_table", "fmt", "register"]
 
 _MODULES = {
+    "kuditipudi-thm1": "kuditipudi_thm1",
     "kuditipudi-fig2": "kuditipudi_fig2",
     "kuditipudi-fig3": "kuditipudi_fig3",
     "kuditipudi-thm4": "kuditipudi_thm4",

@@ -5,7 +5,7 @@ ratio) for a fully connected net and a small conv net, beside the paper's MNIST 
 The paper does not state its MNIST FC architecture or schedule; ours are declared in :data:`FULL`.
 Curves (quadratic Bezier, one-bend polygonal chain) are trained on eq. (3) with one ``t ∼ U(0, 1)``
 per minibatch (:func:`stability.curves.train_curve`); every row comes from the same batched
-evaluator (:func:`stability.curve_metrics.curve_table`).
+evaluator (:func:`stability.curves.metrics.curve_table`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ accuracy is measured on one random batch of 4096 training images.
 
 1. **Setup**: train the nets, table of their losses.
 2. **Left plot**: dropout stability against 1−p. Each trial samples 20 fixed-count dropout networks
-   (exactly ⌊32(1−p)⌋ kept filters per layer, rescaled by 1/(1−p): :func:`stability.dropout.fixed_count`)
+   (exactly ⌊32(1−p)⌋ kept filters per layer, rescaled by 1/(1−p): :func:`stability.theory.dropout.fixed_count`)
    and reports the best one; mean ± std over 5 trials.
 3. **Centre plot**: the straight line from a net to one p = 0.2 dropout version of itself.
 4. **Right plot**: narrow nets of 1..10 filters per layer.
@@ -142,9 +142,9 @@ def _train(ctx: ReproContext, s: Scale, ds: data.Dataset, width: int, seed: int,
 
 def theta1_losses(net: nets.Net, kept: Sequence[KeptSets], x, y) -> EvalResult:
     """Loss and accuracy of ``net`` (point 0) and of its dropout network θ¹ (every hidden layer dropped)
-    for each kept set (points 1..), in ONE batched :func:`stability.evaluate.evaluate` call.
+    for each kept set (points 1..), in ONE batched :func:`stability.core.evaluate.evaluate` call.
 
-    Figure 2 reports θ¹ only; :func:`stability.dropout.evaluate_kept_sets` would also evaluate θ²…θ^{d−1}
+    Figure 2 reports θ¹ only; :func:`stability.theory.dropout.evaluate_kept_sets` would also evaluate θ²…θ^{d−1}
     of every draw (three times the work here)."""
     if not kept:
         raise ValueError("theta1_losses needs at least one kept set")

@@ -9,7 +9,7 @@ layers and p = 0.5 on the others (Appendix D.1: ordinary dropout 0.5 on the hidd
    plainly), the architecture, the training recipe and the train/test accuracy with dropout active and
    off (paper: 95% / 91% with dropout, 99% / 92% without, on CIFAR-10).
 2. **Noise stability** (Figure 3 left, Appendix D.3): layer cushion, interlayer cushion, activation
-   contraction and interlayer smoothness of θ_A on training samples (:func:`stability.cushions.measure`),
+   contraction and interlayer smoothness of θ_A on training samples (:func:`stability.theory.cushions.measure`),
    histograms per layer and for the paper's 6-th layer (the middle layer at quick scale).
 3. **Theorem 3 path** (Figure 3 right, Figure 5 / D.2): the 13-segment path θ_A → θ^1_A → … → θ* → … →
    θ^1_B → θ_B through a trained narrow net θ* with hidden widths ``h*_i = ⌊h_i·p/1.5⌋`` (so the premise
@@ -226,7 +226,7 @@ def _best_draw(net_a: nets.Net, net_b: nets.Net, p: float, hstar: Sequence[int],
     """The key (of ``draws`` candidates ``fold_in(key, j)``) whose Algorithm 1 masks give Theorem 3's end
     segments the lowest ``max(L(θ¹_A), L(θ¹_B))``. Lemma 3 holds with probability ≥ 1/4 over the masks, so
     a good draw exists; keeping the best of several is the paper's own practice (best of 20, Figure 2).
-    Each candidate rebuilds exactly the draws :func:`stability.paths.theorem3` makes from that key; all
+    Each candidate rebuilds exactly the draws :func:`stability.theory.paths.theorem3` makes from that key; all
     ``2·draws`` dropped nets are evaluated in one batched call."""
     if draws < 1:
         raise ValueError(f"mask_draws must be ≥ 1, got {draws}")

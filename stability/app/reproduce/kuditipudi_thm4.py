@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from stability.theory import counterexample as ce
+from stability.app.studies import counterexample_study as study
 from stability.app.sections.counterexample import add_counterexample_section
 from stability.app.reproduce.common import ReproContext, comparison_table, register
 
@@ -22,7 +22,7 @@ __all__ = ["Scale", "FULL", "QUICK", "run"]
 
 @dataclasses.dataclass(frozen=True)
 class Scale:
-    """Widths h of the barrier study and its optimisation budget (:class:`stability.counterexample.StudyConfig`)."""
+    """Widths h of the barrier study and its optimisation budget (:class:`stability.app.studies.counterexample_study.StudyConfig`)."""
 
     hs: tuple[int, ...]
     study: str  # "quick" | "demo" | "full": a StudyConfig preset
@@ -38,8 +38,8 @@ class _SectionCtx:
     seed: int
 
 
-def _study(s: Scale) -> ce.StudyConfig:
-    presets = {"quick": ce.StudyConfig.quick, "demo": ce.StudyConfig.demo, "full": ce.StudyConfig}
+def _study(s: Scale) -> study.StudyConfig:
+    presets = {"quick": study.StudyConfig.quick, "demo": study.StudyConfig.demo, "full": study.StudyConfig}
     if s.study not in presets:
         raise ValueError(f"study must be one of {sorted(presets)}, got {s.study!r}")
     return presets[s.study]()

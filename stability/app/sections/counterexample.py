@@ -2,7 +2,7 @@
 
 ``add_counterexample_section(report, ctx)`` writes the exact checks (:mod:`proofs_check.counterexample`),
 the dataset figure (the appendix's Figure 4) and the barrier study of
-:func:`stability.counterexample.barrier_study`, every learned-curve number labelled EVIDENCE.
+:func:`stability.app.studies.counterexample_study.barrier_study`, every learned-curve number labelled EVIDENCE.
 It ignores the demo's two digits nets: the counterexample brings its own data and minima.
 """
 
@@ -12,7 +12,8 @@ import sys
 import time
 from typing import Any, Sequence
 
-from stability.theory import counterexample as ce
+from stability.app.studies import counterexample_study as study
+from stability.plots import counterexample as ce_plots
 
 __all__ = ["add_counterexample_section", "QUICK_HS", "FULL_HS"]
 
@@ -25,7 +26,7 @@ def _log(msg: str) -> None:
 
 
 def add_counterexample_section(report: Any, ctx: Any, *, hs: Sequence[int] | None = None,
-                               cfg: "ce.StudyConfig | None" = None) -> dict[str, Any]:
+                               cfg: "study.StudyConfig | None" = None) -> dict[str, Any]:
     """Theorem 4: exact facts for h = 2..8 and two non-default size choices, the dataset figure, and the
     barrier EVIDENCE (straight line, learned curves, crossing set, control) for ``QUICK_HS`` when
     ``ctx.quick`` (< 45 s on a 2-core CPU) or ``FULL_HS`` (< 3 min); ``hs`` / ``cfg`` override both."""
@@ -52,14 +53,14 @@ def add_counterexample_section(report: Any, ctx: Any, *, hs: Sequence[int] | Non
     sec.table(["h", "(k, l, m, n)", "facts checked", "all hold"],
               [[v.sizes.h, str(tuple(v.sizes[1:])), len(v.facts), "yes" if v.ok else
                 "NO: " + ", ".join(f.name for f in v.failures())] for v in verdicts])
-    fig = ce.plot_dataset(3)
+    fig = ce_plots.plot_dataset(3)
     report.figure(sec, fig, "thm4_data.png",
                   "Theorem 4 dataset for h = 3 (rows = samples; cf. the appendix's Figure 4)")
 
     # ---- evidence
     hs = tuple(hs) if hs is not None else (QUICK_HS if ctx.quick else FULL_HS)
-    cfg = cfg if cfg is not None else (ce.StudyConfig.quick() if ctx.quick else ce.StudyConfig.demo())
-    res = ce.barrier_study(hs, cfg=cfg, seed=ctx.seed, log=_log)
+    cfg = cfg if cfg is not None else (study.StudyConfig.quick() if ctx.quick else study.StudyConfig.demo())
+    res = study.barrier_study(hs, cfg=cfg, seed=ctx.seed, log=_log)
     sec.text(
         "**EVIDENCE, not proof.** Every path from the teacher (an output weight −1) to the student (all output "
         "weights +1) meets the crossing set S = {all output weights ≥ 0, one of them 0} (at the first time "
@@ -72,7 +73,7 @@ def add_counterexample_section(report: Any, ctx: Any, *, hs: Sequence[int] | Non
         "random 2-unit teacher, from the embedded teacher to a trained student. All numbers are mean "
         "losses ½(f − y)² (end points: exactly 0 for the counterexample)."
     )
-    sec.table(ce.SUMMARY_HEADER, ce.summary_rows(res))
+    sec.table(study.SUMMARY_HEADER, study.summary_rows(res))
     weak = [c["h"] for c in res["control"] if c["student_loss"] > 1e-8]
     if weak:
         sec.text(f"Control caveat: for h = {', '.join(map(str, weak))} no trained student reached a global minimum "
@@ -85,7 +86,7 @@ def add_counterexample_section(report: Any, ctx: Any, *, hs: Sequence[int] | Non
                    "n · best curve"],
                   [[r["varied"], str((r["k"], r["l"], r["m"], r["n"])), r["straight"], r["best_curve"],
                     r["crossing_set_best"], r["n"] * r["best_curve"]] for r in res["klm"]])
-    report.figure(sec, ce.plot_barriers(res), "thm4_barriers.png",
+    report.figure(sec, ce_plots.plot_barriers(res), "thm4_barriers.png",
                   "EVIDENCE: barriers vs h (log scale), loss along the best learned curve, barrier vs k, l−k, m−l")
     secs = time.perf_counter() - t0
     sec.text(f"Section time: {secs:.1f} s ({'quick' if ctx.quick else 'full'} budget).")

@@ -13,6 +13,7 @@ import numpy as np
 from stability.curves import curve as curves
 from stability.curves import ensembles
 from stability.plots import along as plots
+from stability.plots.planes import plot_plane
 from stability.core import nets as _nets
 from stability.curves.metrics import TABLE_COLUMNS, curve_table
 from stability.core.evaluate import EvalResult, line_point
@@ -58,7 +59,7 @@ def plane_figure(a: _nets.Net, b: _nets.Net, curve: curves.Curve, x: Array, y: A
     grid = planes.evaluate_plane(p, x, y, resolution=resolution)
     pts = [curves.point(curve, float(t)) for t in np.linspace(0, 1, 41)]
     lines = {"learned curve": pts, "segment": [a, b], **(extra or {})}
-    return planes.plot_plane(p, grid, lines, labels=("θ_A", "bend", "θ_B"), title="train loss plane"), grid
+    return plot_plane(p, grid, lines, labels=("θ_A", "bend", "θ_B"), title="train loss plane"), grid
 
 
 def add_curves_section(report: Any, ctx: Any) -> dict[str, Any]:

@@ -1,23 +1,16 @@
-"""``stability cushions CHECKPOINT --data NAME --out DIR``: noise stability of a trained net
-(Definitions 2–4, docs/THEORY.md §6) with Figure 3 / Appendix D.3 style histograms and the Lemma 3 check,
-and the matching section of ``stability demo``.
-
-``cli.build_parser`` calls :func:`add_cushions_parser`; ``cli.demo_sections`` lists
-:func:`add_cushions_section`.
-"""
+"""The noise-stability report section (Definitions 2–4, docs/THEORY.md §6): tables, Figure 3 / Appendix D.3
+style histograms and the Lemma 3 check. Used by ``stability demo`` (:func:`add_cushions_section`), by
+``stability cushions`` and by the kuditipudi-fig3 reproduction (:func:`write_cushions_section`)."""
 
 from __future__ import annotations
 
-import argparse
-import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["add_cushions_parser", "add_cushions_section", "cmd_cushions", "write_cushions_section"]
+__all__ = ["add_cushions_section", "write_cushions_section", "PAPER_VGG11"]
 
 PAPER_VGG11 = {
     "layer_cushion": [.35, .35, .18, .175, .11, .13, .23, .28],
@@ -186,105 +179,3 @@ def add_cushions_section(report, ctx) -> dict[str, Any]:
                                   lemma3=lemma, figures_for=("net A",))
     data["seconds"] = time.perf_counter() - t0
     return data
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def cmd_cushions(args: argparse.Namespace) -> int:
-    """``stability cushions CHECKPOINT --data NAME --out DIR``."""
-    import jax
-
-    from stability.core import checkpoint
-    from stability.theory import cushions
-    from stability import data
-    from stability.app.report import Report
-    from proofs_check.lemma3 import check_lemma3
-
-    t0 = time.perf_counter()
-    net, meta = checkpoint.load(args.checkpoint, with_meta=True)
-    kwargs: dict[str, Any] = {}
-    if args.source:
-        kwargs["source"] = args.source
-    if args.data in ("digits", "mnist", "cifar10"):
-        kwargs["layout"] = "image" if net.arch.n_conv > 0 else "flat"
-    ds = data.load(args.data, **kwargs)
-    if tuple(ds.input_shape) != tuple(net.arch.in_shape):
-        raise ValueError(f"the checkpoint's net reads inputs of shape {net.arch.in_shape}, dataset {args.data!r} "
-                         f"has {ds.input_shape}")
-    n = min(args.n, len(ds.x_train))
-    rng = np.random.default_rng(args.seed)
-    idx = np.sort(rng.choice(len(ds.x_train), n, replace=False))
-    x, y = ds.x_train[idx], ds.y_train[idx]
-    _log(f"data: {ds.summary()}; measuring on {n} training samples")
-    key = jax.random.PRNGKey(args.seed)
-    km, kl = jax.random.split(key)
-    res = cushions.measure(net, x, km, p=args.p, draws=args.draws, ts=args.ts, tol=args.tol, max_iter=args.max_iter,
-                           method=args.method, batch_size=args.batch_size, log=_log)
-    out = Path(args.out)
-    report = Report(out, title=f"stability cushions: {Path(args.checkpoint).name} on {args.data}")
-    report.meta["command"] = "stability " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    report.meta.update(checkpoint=str(args.checkpoint), data=args.data, n=n, seed=args.seed)
-    res.save(out / "cushions.npz")
-    lemma = None
-    if args.lemma3_draws > 0 and ds.task == "classification":
-        _log(f"Lemma 3: {args.lemma3_draws} draws per p")
-        lemma = check_lemma3(net, x, y, kl, draws=args.lemma3_draws, noise=res)
-    write_cushions_section(report, "cushions", f"Noise stability of {Path(args.checkpoint).name}",
-                           {"net": res}, lemma3=lemma)
-    report.meta["wall_seconds"] = round(time.perf_counter() - t0, 2)
-    report.write()
-    _log(f"wrote {out / 'report.md'}, {out / 'summary.json'} and {out / 'cushions.npz'} "
-         f"in {time.perf_counter() - t0:.1f} s")
-    return 0
-
-
-def _positive_int(s: str) -> int:
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
-
-
-def _probability(s: str) -> float:
-    v = float(s)
-    if not 0.0 < v < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1), got {s!r}")
-    return v
-
-
-def _grid(s: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in s.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
-    if not vals or any(not 0.0 <= v <= 1.0 for v in vals):
-        raise argparse.ArgumentTypeError(f"expected values in [0, 1], got {s!r}")
-    return vals
-
-
-def add_cushions_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``stability cushions CHECKPOINT --data NAME --out DIR [--n N] [--p P] [--draws K]``."""
-    c = subparsers.add_parser(
-        "cushions", help="noise stability (layer/interlayer cushion, contraction, smoothness, ε) of a checkpoint",
-        description="Measure the noise-stability quantities of Kuditipudi et al. (2019), Definitions 2–4, of a "
-                    "trained net on N training samples; write cushions.npz (per-sample arrays), histograms (PNG), "
-                    "report.md and summary.json into DIR, with the Lemma 3 check.")
-    c.add_argument("checkpoint", help="a checkpoint written by `stability train` (.npz)")
-    c.add_argument("--data", required=True, help="digits | mnist | cifar10 | teacher")
-    c.add_argument("--source", help="data directory (MNIST IDX files, CIFAR-10 python batches)")
-    c.add_argument("--out", required=True, help="output directory")
-    c.add_argument("--n", type=_positive_int, default=1000, help="training samples to measure on (default 1000)")
-    c.add_argument("--p", type=_probability, default=0.5, help="Algorithm 1 dropout probability for ρ (default 0.5)")
-    c.add_argument("--draws", type=_positive_int, default=5, help="Algorithm 1 mask draws for ρ (default 5)")
-    c.add_argument("--ts", type=_grid, default=(0.0, 0.25, 0.5, 0.75),
-                   help="t grid of Definition 3, comma-separated (default 0,0.25,0.5,0.75)")
-    c.add_argument("--method", choices=["lobpcg", "power"], default="lobpcg",
-                   help="spectral-norm solver on JᵀJ (jvp/vjp only): lobpcg (default) or power iteration")
-    c.add_argument("--tol", type=float, default=1e-4, help="solver: relative residual tolerance (default 1e-4)")
-    c.add_argument("--max-iter", type=_positive_int, default=200, help="solver: iteration cap (default 200)")
-    c.add_argument("--batch-size", type=_positive_int, help="samples per jitted chunk (default: fit 512 MiB)")
-    c.add_argument("--lemma3-draws", type=int, default=20, help="mask draws per p for the Lemma 3 check (0: skip)")
-    c.add_argument("--seed", type=int, default=0)
-    c.set_defaults(fn=cmd_cushions)
-    return c

@@ -1,4 +1,4 @@
-"""Sound upper bounds of ``max_{t∈[0,1]} L(θ(t))`` over a whole :class:`~stability.polycurve.PolyCurve`.
+"""Sound upper bounds of ``max_{t∈[0,1]} L(θ(t))`` over a whole :class:`~stability.core.polycurve.PolyCurve`.
 
 :func:`max_loss_bound` keeps a partition of every piece's local time into dyadic sub-intervals,
 encloses the loss on each by Taylor-model (or interval) propagation (:mod:`.program`), and
@@ -129,9 +129,9 @@ class _Problem:
     def __init__(self, curve: PolyCurve, x, y, loss: Loss, claims, method: str, per_round: int,
                  batch_size: int | None, sound: bool, relax: bool) -> None:
         if not isinstance(curve, PolyCurve):
-            raise ValueError(f"curve must be a stability.polycurve.PolyCurve, got {type(curve).__name__}")
+            raise ValueError(f"curve must be a stability.core.polycurve.PolyCurve, got {type(curve).__name__}")
         if not isinstance(curve.points, _nets.Net):
-            raise ValueError(f"curve.points must be a stability.nets.Net with a leading axis of control points, got "
+            raise ValueError(f"curve.points must be a stability.core.nets.Net with a leading axis of control points, got "
                              f"{type(curve.points).__name__}")
         arch = curve.points.arch
         if arch.depth < 2:
@@ -252,7 +252,7 @@ def max_loss_bound(
 
     ``certificate_claims[j]`` (``None`` or one of :data:`PROVED_CLAIMS`) must come from a PROVED verdict
     (``proofs_check.certify``, status ``proved``) — the caller is responsible; ``proofs_check.path_bound``
-    does it for a :class:`~stability.paths.Path`. ``method``: ``taylor`` (first-order Taylor models in t,
+    does it for a :class:`~stability.theory.paths.Path`. ``method``: ``taylor`` (first-order Taylor models in t,
     default) or ``interval``. ``max_subintervals``: the largest partition of the propagated pieces;
     ``per_round``: how many of the worst sub-intervals are bisected per round. ``_sound``/``_relax`` switch off
     the rounding margins / the ReLU relaxation — UNSOUND, for negative controls only.

@@ -7,7 +7,7 @@ never recompile. Inside: the weight enclosures of every sub-interval (``vmap``),
 over fixed-size data batches; per batch the first layer is evaluated once per control point
 (``W_k x`` — the first pre-activation is exactly ``Σ_k p_k(u) (W_k x + β_k)``), then every
 sub-interval is propagated (``vmap``). On CPU, conv nets step through the batches from Python
-instead (:mod:`stability.hostloop`: XLA:CPU runs convolutions inside a while loop several times slower).
+instead (:mod:`stability.core.hostloop`: XLA:CPU runs convolutions inside a while loop several times slower).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Outward rounding in float64: the error model every bound of :mod:`stability.bounds` rests on.
+"""Outward rounding in float64: the error model every bound of :mod:`stability.theory.bounds` rests on.
 
 Model (IEEE-754 binary64, round to nearest, unit roundoff ``u = 2⁻⁵³``): every ``+ − × /`` returns
 the exact result times ``(1 + ε)``, ``|ε| ≤ u``, plus an absolute error below ``2⁻¹⁰²²`` when the

@@ -26,7 +26,7 @@ iteration count and convergence flag of every (sample, pair) are reported. The i
 jitted blocks driven from the host (XLA:CPU executes ``while_loop`` bodies far slower than the same
 ops unrolled), and a batch whose samples have mostly converged continues on a quarter of them.
 
-Mask draws come from :func:`stability.dropout.algorithm1_deltas` (Algorithm 1: columns of
+Mask draws come from :func:`stability.theory.dropout.algorithm1_deltas` (Algorithm 1: columns of
 ``A_2..A_d``, whole channels for conv nets); one draw is shared by every sample, as Definition 3
 requires, and ``θ^i`` uses the draw's masks of layers ``2..i``.
 

@@ -149,7 +149,7 @@ def lemma1(net: _nets.Net, keep: KeptSets | Sequence[Sequence[int]], r: float | 
     """Lemma 1 path from ``net`` (θ) to ``θ_1`` (θ^1 with the dropped units zeroed), through every ``θ_k``.
 
     ``keep``: one kept set ``K_i`` per hidden layer (``|K_i| ≤ ⌊h_i/2⌋``, Definition 1) or a
-    :class:`~stability.dropout.KeptSets`; ``r``: one rescale or one per hidden layer (default: the
+    :class:`~stability.theory.dropout.KeptSets`; ``r``: one rescale or one per hidden layer (default: the
     kept sets' own, else 2). The literal path has ``6d−10`` segments (base (a), (b), then six per
     level); ``compact=True`` merges adjacent type-(b) segments into ``4d−6`` (the paper's Figure 1
     for d = 3). ``path.meta["theta_k"][k]`` is the way-point index of ``θ_k``.

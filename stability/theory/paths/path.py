@@ -3,7 +3,7 @@
 A path is a list of straight segments, each with its two end nets, a *claim kind* (what
 ``proofs_check.certify`` verifies exactly from the end points, docs/THEORY.md §5) and a label naming
 the paper's step. The whole path at every ``t`` is evaluated by ONE call of
-:func:`stability.evaluate.evaluate` with the module-level point function :func:`path_point`
+:func:`stability.core.evaluate.evaluate` with the module-level point function :func:`path_point`
 over the stacked way points (no Python loop over ``t``).
 """
 
@@ -211,7 +211,7 @@ class Path:
         return self._stacked
 
     def poly(self) -> "PolyCurve":
-        """The path's algebra (:class:`stability.polycurve.PolyCurve`): the chain through its way points,
+        """The path's algebra (:class:`stability.core.polycurve.PolyCurve`): the chain through its way points,
         segment ``k`` on ``[k/n, (k+1)/n]``."""
         from stability.core.polycurve import PolyCurve
 
@@ -282,7 +282,7 @@ class Path:
     def evaluate(self, x, y, points_per_segment: int = 61, *, loss: Loss | str = cross_entropy,
                  **kw) -> PathEval:
         """Loss and accuracy at ``points_per_segment`` equally spaced local times on every segment,
-        in ONE jitted, vmapped :func:`stability.evaluate.evaluate` call over the stacked way points."""
+        in ONE jitted, vmapped :func:`stability.core.evaluate.evaluate` call over the stacked way points."""
         m = int(points_per_segment)
         if m < 2:
             raise ValueError(f"points_per_segment must be ≥ 2, got {points_per_segment}")

@@ -1,7 +1,7 @@
 """Theorem 1 (dropout stability), Lemma 3, Theorem 2 (10 segments) and Theorem 3 (13 segments).
 
 docs/THEORY.md §4 / Appendices A–B. Each builder checks its premises and raises a ``ValueError`` that
-names the premise; the returned :class:`~stability.paths.path.Path` records in ``meta`` what
+names the premise; the returned :class:`~stability.theory.paths.path.Path` records in ``meta`` what
 was drawn (Algorithm 1 masks, resamples, the narrow net's placement).
 """
 
@@ -73,7 +73,7 @@ def lemma3(net: _nets.Net, p: float, key: jax.Array, min_dead: Sequence[int] | N
     ``min_dead[i-1]``: redraw (``fold_in(key, attempt)``) until hidden layer ``i`` has that many
     dropped columns; raise after ``max_resamples`` draws. ``meta`` holds the masks, kept sets,
     draws used and the column condition ``max_j ‖[A_i]_j‖/(√p‖A_i‖_F)`` per layer 2..d (operator norms,
-    :func:`stability.cushions.column_ratio`).
+    :func:`stability.theory.cushions.column_ratio`).
     """
     _check_p(p, what)
     if net.depth < 2:

@@ -1,0 +1,116 @@
+"""``stability demo``: the main job. Two nets trained on scikit-learn's bundled digits, every analysis of the
+library between them, one report (``summary.json``, ``report.md``, PNGs) written section by section."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+__all__ = ["DemoContext", "demo_sections", "run_demo"]
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass
+class DemoContext:
+    """What every demo section receives: the two trained nets, the data and the run's options."""
+
+    net_a: Any
+    net_b: Any
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    quick: bool
+    seed: int
+    dataset: Any = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def demo_sections() -> list[tuple[str, Callable]]:
+    """Every analysis of the demo report, in report order (imported lazily: the CLI starts fast)."""
+    from stability.app.sections.counterexample import add_counterexample_section
+    from stability.app.sections.straight_line import add_straight_line_section
+    from stability.app.sections.curves import add_curves_section
+    from stability.app.sections.cushions import add_cushions_section
+    from stability.app.sections.paths import add_paths_section
+
+    return [("straight_line", add_straight_line_section), ("paths", add_paths_section),
+            ("cushions", add_cushions_section), ("curves", add_curves_section),
+            ("counterexample", add_counterexample_section)]
+
+
+def _train_pair(ds, quick: bool, seed: int, widths: Sequence[int], log: Callable[[str], None]):
+    import jax
+
+    from stability.core import nets
+    from stability.core.train import TrainConfig, fit
+
+    cfg = TrainConfig(steps=1500 if quick else 5000, batch_size=64, optimizer="sgd", lr=0.1, schedule="cosine",
+                      dropout=0.1, log_every=500 if quick else 1000)
+    out = []
+    for k, s in enumerate((seed, seed + 1)):
+        log(f"training net {'AB'[k]} (seed {s}, {cfg.steps} steps)")
+        net = nets.mlp(jax.random.PRNGKey(s), (ds.input_shape[0], *widths, ds.num_classes))
+        net, hist = fit(net, ds.x_train, ds.y_train, dataclasses.replace(cfg, seed=s),
+                        x_test=ds.x_test, y_test=ds.y_test, log=log)
+        out.append((net, hist))
+    return out, cfg
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo with the parsed ``stability demo`` options; returns the exit code."""
+    from stability.core import checkpoint
+    from stability import data
+    from stability.plots import along as plots
+    from stability.app.report import Report
+
+    sections = demo_sections()
+    unknown = set(args.only or ()) - {name for name, _ in sections}
+    if unknown:
+        raise ValueError(f"unknown demo section(s) {sorted(unknown)}; known: {[n for n, _ in sections]}")
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    report = Report(out, title="stability demo: two nets on the digits data")
+    report.meta["command"] = "stability " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report.meta["seed"] = args.seed
+    ds = data.load("digits")
+    _log(f"data: {ds.summary()}")
+    widths = (64, 64)
+    (pair, cfg) = _train_pair(ds, args.quick, args.seed, widths, _log)
+    (net_a, hist_a), (net_b, hist_b) = pair
+    checkpoint.save(out / "net_a.npz", net_a, {"seed": args.seed, "train": cfg.to_dict()})
+    checkpoint.save(out / "net_b.npz", net_b, {"seed": args.seed + 1, "train": cfg.to_dict()})
+
+    sec = report.section("setup", "Data and training")
+    sec.text(f"Data: {ds.summary()}. Two dense ReLU nets {ds.input_shape[0]}–{'–'.join(map(str, widths))}–"
+             f"{ds.num_classes}, trained from seeds {args.seed} and {args.seed + 1} "
+             f"({cfg.steps} SGD steps, batch {cfg.batch_size}, lr {cfg.lr} {cfg.schedule}, dropout {cfg.dropout}). "
+             f"Checkpoints: `net_a.npz`, `net_b.npz`.")
+    sec.table(["net", "final train loss", "test loss", "test acc"],
+              [["A", hist_a["loss"][-1], hist_a["test_loss"][-1], hist_a["test_acc"][-1]],
+               ["B", hist_b["loss"][-1], hist_b["test_loss"][-1], hist_b["test_acc"][-1]]])
+    report.figure(sec, plots.plot_history({"A": hist_a, "B": hist_b}), "training.png", "Training curves")
+    sec.data.update(dataset=ds.summary(), widths=list(widths), train_config=cfg.to_dict(),
+                    history_a=hist_a, history_b=hist_b)
+    report.add(sec)
+
+    ctx = DemoContext(net_a, net_b, ds.x_train, ds.y_train, ds.x_test, ds.y_test, args.quick, args.seed, ds)
+    for name, fn in sections:
+        if args.only and name not in args.only:
+            continue
+        _log(f"section: {name}")
+        fn(report, ctx)
+    report.meta["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    report.write()
+    _log(f"wrote {out / 'report.md'} and {out / 'summary.json'} in {time.perf_counter() - t0:.1f} s")
+    return 0
