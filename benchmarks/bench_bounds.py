@@ -89,8 +89,9 @@ def main() -> None:
         x, y = x[:args.samples], y[:args.samples]
     t0 = time.perf_counter()
     a, b = train_pair(x, y, args.steps)
-    bez, _ = curves.train_curve(curves.bezier(a, b, 1), nets.apply, x, y, steps=args.curve_steps, batch_size=128,
-                                lr=1e-2, optimizer="adam", schedule="cosine", progress=False)
+    bez, _ = curves.train_curve(curves.bezier(a, b, 1), nets.apply, x, y,
+                                TrainConfig(steps=args.curve_steps, batch_size=128, optimizer="adam", lr=1e-2,
+                                            schedule="cosine", log_every=200), progress=False)
     path = theorem2(a, b, jax.random.PRNGKey(2))
     print(f"machine: {machine_description()}; {x.shape[0]} digits samples; trained in "
           f"{time.perf_counter() - t0:.1f} s; Theorem 2 path: {path.n_segments} segments {path.claims}", flush=True)

@@ -73,24 +73,12 @@ class Stamps:
 
 
 def timed_call(fn) -> tuple[float, float, float]:
-    """Run ``fn(log)`` -> history; return (whole call s, steady s per step, steady steps measured).
-
-    Steady state = every block after the first whose size equals the first block's size."""
-    st = Stamps()
+    """Run ``fn()`` -> history; return (whole call s, s per step, steps) for a warm (already compiled) call."""
     t0 = time.perf_counter()
-    hist = fn(st)
+    hist = fn()
     total = time.perf_counter() - t0
-    ends = np.array(st.t)
-    starts = np.concatenate([[t0], ends[:-1]])
-    sizes = np.diff(np.concatenate([[0], np.asarray(hist["step"])]))
-    assert len(sizes) == len(ends), (len(sizes), len(ends))
-    keep = np.arange(len(sizes)) >= 1
-    keep &= sizes == sizes[0]
-    if not keep.any():
-        raise SystemExit("need at least two full-size blocks per epoch for a steady-state time; raise --blocks")
-    secs = float(np.sum((ends - starts)[keep]))
-    steps = float(np.sum(sizes[keep]))
-    return total, secs / steps, steps
+    steps = float(hist.step[-1])
+    return total, total / steps, steps
 
 
 def bernstein_sum_point(curve: curves.Curve, t: jax.Array):
@@ -141,14 +129,15 @@ def part_a(args, gpu: bool) -> tuple[list[tuple[str, str]], float, list[str]]:
 
     cfg = TrainConfig(steps=steps, batch_size=args.batch, optimizer=args.optimizer, lr=args.lr, log_every=block)
 
-    def plain(log):
-        net, hist = fit(a, x, y, cfg, progress=True, log=log)
+    def plain():
+        net, hist = fit(a, x, y, cfg, progress=False)
         jax.block_until_ready(net)
         return hist
 
-    def curve_run(log):
-        out, hist = curves.train_curve(curve, nets.apply, x, y, steps=steps, batch_size=args.batch, lr=args.lr,
-                                       optimizer=args.optimizer, log_every=block, progress=True, log=log)
+    def curve_run():
+        out, hist = curves.train_curve(curve, nets.apply, x, y,
+                                       TrainConfig(steps=steps, batch_size=args.batch, optimizer=args.optimizer,
+                                                   lr=args.lr, log_every=block), progress=False)
         jax.block_until_ready(out)
         return hist
 

@@ -9,6 +9,7 @@ import pytest
 
 from stability.curves import batchnorm
 from stability.core import evaluate
+from stability.core.train import TrainConfig
 from stability.curves.flax_models import VGG, MLPBN
 
 
@@ -82,9 +83,9 @@ def test_curve_training_and_evaluation_on_a_batchnorm_model():
     y = jnp.asarray((x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32))
     v = [model.init(jax.random.PRNGKey(s), x[:2]) for s in (0, 1)]
     curve = curves.bezier(v[0]["params"], v[1]["params"], 1)
-    trained, hist = curves.train_curve(curve, batchnorm.BNTrain(model), x, y, steps=150, batch_size=64, lr=1e-2,
-                                       log_every=50, progress=False)
-    assert hist["loss"][-1] < hist["loss"][0]
+    cfg = TrainConfig(steps=150, batch_size=64, optimizer="adam", lr=1e-2, log_every=50)
+    trained, hist = curves.train_curve(curve, batchnorm.BNTrain(model), x, y, cfg, progress=False)
+    assert hist.loss[-1] < hist.loss[0]
     theta = batchnorm.bn_point_theta(trained, model, v[0]["params"], v[0]["batch_stats"], x, batch_size=64)
     point = batchnorm.BNPoint(curves.curve_point, model)
     res = evaluate.evaluate(point, theta, np.linspace(0, 1, 7), x, y, apply_fn=batchnorm.BNEval(model))

@@ -28,7 +28,12 @@ def test_train_writes_a_loadable_checkpoint(tmp_path, capsys):
     net, meta = checkpoint.load(out, with_meta=True)
     assert net.arch.widths == (16, 10) and meta["train"]["steps"] == 60
     assert json.loads(out.with_suffix(".json").read_text())["history"]["step"] == [30, 60]
-    assert "step" in capsys.readouterr().err  # progress lines
+    assert "training:" not in capsys.readouterr().err  # stderr is not a terminal here: no progress lines
+    again = tmp_path / "ck" / "verbose.npz"
+    assert main(["--verbose", "train", "--data", "digits", "--widths", "16", "--steps", "60", "--log-every", "30",
+                 "--out", str(again)]) == 0
+    err = capsys.readouterr().err
+    assert "training: 30/60 steps (50%)" in err and "steps/s" in err and "left" in err  # steps, rate, time left
 
 
 def test_train_conv_net_from_cli(tmp_path):

@@ -3,6 +3,7 @@ arbitrary pytrees, the straight-line special case, the evaluator hook, and eq. (
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -17,6 +18,7 @@ from stability.curves import curve as curves
 from stability.core import evaluate
 from stability.core import losses
 from stability.core import nets
+from stability.core.train import TrainConfig
 
 
 point = jax.jit(curves.point)  # compiled once per curve structure: keeps the hypothesis tests fast
@@ -199,17 +201,15 @@ def test_train_curve_lowers_the_max_loss_between_two_trained_nets():
     ends = max(line.loss[0], line.loss[-1])
     assert ends < 0.05 and line.loss.max() > 0.5  # two good minima with a real barrier on the segment
     start = curves.polychain(a, b, 1)
-    trained, hist = curves.train_curve(start, nets.apply, x, y, steps=1000, batch_size=32, lr=1e-2, seed=0,
-                                       log_every=500, progress=False)
-    assert hist["step"] == [500, 1000] and len(hist["loss"]) == 2
+    cfg = TrainConfig(steps=1000, batch_size=32, optimizer="adam", lr=1e-2, seed=0, log_every=500)
+    trained, hist = curves.train_curve(start, nets.apply, x, y, cfg, progress=False)
+    assert hist.step == [500, 1000] and len(hist.loss) == 2
     assert bitwise_equal(trained.ends, (a, b))  # only the bends move
     curve = evaluate.evaluate(curves.curve_point, trained, ts, x, y)
     assert curve.loss.max() < 0.25 * line.loss.max()
-    again, _ = curves.train_curve(start, nets.apply, x, y, steps=1000, batch_size=32, lr=1e-2, seed=0,
-                                  log_every=500, progress=False)
+    again, _ = curves.train_curve(start, nets.apply, x, y, cfg, progress=False)
     assert bitwise_equal(again.bends, trained.bends)  # deterministic from the seed
-    other, _ = curves.train_curve(start, nets.apply, x, y, steps=1000, batch_size=32, lr=1e-2, seed=1,
-                                  log_every=500, progress=False)
+    other, _ = curves.train_curve(start, nets.apply, x, y, dataclasses.replace(cfg, seed=1), progress=False)
     assert not bitwise_equal(other.bends, trained.bends)
 
 
@@ -225,9 +225,9 @@ def test_train_curve_generic_pytree_sgd_weight_decay_and_free_ends():
     x = jnp.asarray(rng.normal(size=(40, 3)), jnp.float32)
     y = jnp.asarray(rng.normal(size=(40,)), jnp.float32)
     c = curves.bezier(w0, w1, 2, fix_ends=False)
-    trained, hist = curves.train_curve(c, apply_fn, x, y, loss=losses.squared_error, steps=200, batch_size=40,
-                                       lr=1e-2, optimizer="momentum", schedule="cosine", weight_decay_bends=1e-3,
-                                       seed=3, log_every=100, progress=False)
-    assert hist["loss"][-1] < hist["loss"][0]
+    cfg = TrainConfig(steps=200, batch_size=40, optimizer="momentum", lr=1e-2, schedule="cosine", weight_decay=1e-3,
+                      loss="squared_error", seed=3, log_every=100)
+    trained, hist = curves.train_curve(c, apply_fn, x, y, cfg, progress=False)
+    assert hist.loss[-1] < hist.loss[0]
     assert not bitwise_equal(trained.ends[0], w0) and not bitwise_equal(trained.bends, c.bends)
     assert bitwise_equal(curves.point(trained, 0.0), trained.ends[0])  # eager

@@ -60,8 +60,8 @@ def test_curve_training_and_evaluation_host_loop_match_scan(monkeypatch):
     trained, evals = {}, {}
     for mode in ("0", "1"):
         monkeypatch.setenv("STABILITY_HOST_LOOP", mode)
-        trained[mode], _ = curves.train_curve(curves.bezier(a, b, 1), nets.apply, x, y, steps=10, batch_size=16,
-                                              lr=0.01, seed=1, log_every=5, progress=False)
+        cfg = TrainConfig(steps=10, batch_size=16, optimizer="adam", lr=0.01, seed=1, log_every=5)
+        trained[mode], _ = curves.train_curve(curves.bezier(a, b, 1), nets.apply, x, y, cfg, progress=False)
         evals[mode] = evaluate_line(a, b, 7, x, y, batch_size=40)  # 3 batches, the last one padded
     _leaves_close(trained["0"].bends, trained["1"].bends, 2e-5)
     np.testing.assert_allclose(evals["0"].loss, evals["1"].loss, rtol=1e-5)

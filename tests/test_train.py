@@ -29,8 +29,8 @@ def test_training_learns_digits_and_is_deterministic(digits):
                   progress=False)
     b, _ = fit(net0, digits.x_train, digits.y_train, cfg, progress=False)
     assert all(np.array_equal(u, v) for u, v in zip(leaves(a), leaves(b)))
-    assert hist["step"] == [100, 200, 300]
-    assert hist["loss"][-1] < hist["loss"][0] and hist["test_acc"][-1] > 0.85
+    assert hist.step == [100, 200, 300]
+    assert hist.loss[-1] < hist.loss[0] and hist.test_acc[-1] > 0.85
     c, _ = fit(net0, digits.x_train, digits.y_train, TrainConfig(steps=300, lr=0.1, log_every=100, seed=4),
                progress=False)
     assert not np.array_equal(leaves(a)[0], leaves(c)[0])
@@ -54,7 +54,7 @@ def test_train_conv_net_runs(digits):
     out, hist = fit(net, img.x_train[:256], img.y_train[:256],
                     TrainConfig(steps=40, lr=0.05, optimizer="momentum", log_every=20, dropout=0.25),
                     progress=False)
-    assert np.isfinite(hist["loss"]).all() and out.arch == net.arch
+    assert np.isfinite(hist.loss).all() and out.arch == net.arch
 
 
 def test_schedules_and_bad_config():

@@ -15,11 +15,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from stability.core.progress import configure_logging, get_logger
+
 __all__ = ["main", "build_parser"]
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+_log = get_logger("cli").info
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -65,11 +66,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                       schedule=args.schedule, weight_decay=args.weight_decay, dropout=args.dropout,
                       loss="cross_entropy" if ds.task == "classification" else "squared_error", seed=args.seed,
                       log_every=args.log_every)
-    net, hist = fit(net, ds.x_train, ds.y_train, cfg, x_test=ds.x_test, y_test=ds.y_test, log=_log)
+    net, hist = fit(net, ds.x_train, ds.y_train, cfg, x_test=ds.x_test, y_test=ds.y_test)
     out = Path(args.out)
-    checkpoint.save(out, net, {"data": args.data, "train": cfg.to_dict(), "history": hist})
+    checkpoint.save(out, net, {"data": args.data, "train": cfg.to_dict(), "history": hist.to_dict()})
     write_json(out.with_suffix(".json"), {"data": ds.summary(), "arch": net.arch.to_dict(), "train": cfg.to_dict(),
-                                          "history": hist})
+                                          "history": hist.to_dict()})
     _log(f"saved {out} (and {out.with_suffix('.json')})")
     return 0
 
@@ -95,6 +96,7 @@ def _new_report(out: str, title: str):
 
 def cmd_curve(args: argparse.Namespace) -> int:
     from stability.core import checkpoint
+    from stability.core.train import TrainConfig
     from stability.curves import curve as curves
     from stability.app.sections.curves import curve_rows, plane_figure
     from stability.curves.metrics import TABLE_COLUMNS
@@ -107,16 +109,16 @@ def cmd_curve(args: argparse.Namespace) -> int:
     ds = _load_data_for(a, args.data, args.source)
     report = _new_report(args.out, f"Learned {args.kind} curve between {args.a} and {args.b}")
     make = curves.bezier if args.kind == "bezier" else curves.polychain
-    curve, hist = curves.train_curve(make(a, b, args.bends), apply, ds.x_train, ds.y_train, steps=args.steps,
-                                     batch_size=args.batch_size, lr=args.lr, schedule="cosine", seed=args.seed,
-                                     log_every=max(1, args.steps // 10), log=_log)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, optimizer="adam", lr=args.lr, schedule="cosine",
+                      seed=args.seed, log_every=max(1, args.steps // 10))
+    curve, hist = curves.train_curve(make(a, b, args.bends), apply, ds.x_train, ds.y_train, cfg)
     rows = curve_rows({"Segment": (line_point, (a, b)), args.kind: (curves.curve_point, curve)},
                       (ds.x_train, ds.y_train), (ds.x_test, ds.y_test), n=args.points)
     sec = report.section("curve", f"{args.kind} curve with {args.bends} bend(s), {args.steps} steps")
     sec.table(["curve"] + TABLE_COLUMNS, [[k] + [r["row"][c] for c in TABLE_COLUMNS] for k, r in rows.items()])
     fig, _ = plane_figure(a, b, curve, ds.x_train, ds.y_train, resolution=args.plane_resolution)
     report.figure(sec, fig, "plane.png", "Train loss plane through θ_A, the middle bend and θ_B")
-    sec.data.update(rows={k: r["row"] for k, r in rows.items()}, history=hist)
+    sec.data.update(rows={k: r["row"] for k, r in rows.items()}, history=hist.to_dict())
     report.add(sec)
     write_json(Path(args.out) / "curve_points.json", {k: {"train": r["train"], "test": r["test"]} for k, r in rows.items()})
     _log(f"wrote {args.out}/report.md")
@@ -158,7 +160,7 @@ def cmd_fge(args: argparse.Namespace) -> int:
                       seed=args.seed, log_every=max(1, args.budget_steps // 4))
     make = lambda s: nets.mlp(jax.random.PRNGKey(s), (ds.input_shape[0], *args.widths, ds.num_classes))  # noqa: E731
     rows = ensembles.compare_budgets(make, ds, cfg, budgets=args.budgets, fge_cycle=args.cycle,
-                                     fge_alphas=(args.alpha1, args.alpha2), log=_log)
+                                     fge_alphas=(args.alpha1, args.alpha2))
     sec = report.section("fge", "Equal-budget ensembles (Garipov Table 1 layout)")
     sec.text(f"Budget B = {cfg.steps} SGD steps; FGE: pre-train 75% of the budget, then cycle c = {args.cycle}, "
              f"α1 = {args.alpha1}, α2 = {args.alpha2}; SSE: cosine restarts, 2 snapshots per run; a kB budget ensembles k independent runs of each method.")
@@ -192,7 +194,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     root = Path(args.out) if args.out else Path("reproduce_out")
     for name in todo:
         out = root / name if (args.name == "all" or not args.out) else root
-        reproduce.run(name, out, quick=args.quick, seed=args.seed, source=args.source, log=_log, overrides=overrides)
+        reproduce.run(name, out, quick=args.quick, seed=args.seed, source=args.source, overrides=overrides)
     return 0
 
 
@@ -226,7 +228,7 @@ def cmd_cushions(args: argparse.Namespace) -> int:
     key = jax.random.PRNGKey(args.seed)
     km, kl = jax.random.split(key)
     res = cushions.measure(net, x, km, p=args.p, draws=args.draws, ts=args.ts, tol=args.tol, max_iter=args.max_iter,
-                           method=args.method, batch_size=args.batch_size, log=_log)
+                           method=args.method, batch_size=args.batch_size)
     out = Path(args.out)
     report = Report(out, title=f"stability cushions: {Path(args.checkpoint).name} on {args.data}")
     report.meta["command"] = "stability " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -298,6 +300,8 @@ def add_cushions_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stability", description=__doc__.splitlines()[0])
+    p.add_argument("--quiet", action="store_true", help="no progress lines (only warnings and errors)")
+    p.add_argument("--verbose", action="store_true", help="progress lines even when stderr is not a terminal")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="train two nets on digits and write the full report",
@@ -394,10 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(quiet=args.quiet, verbose=args.verbose)
     try:
         return args.fn(args)
     except (ValueError, FileNotFoundError, KeyError) as e:
-        _log(f"stability {args.command}: error: {e}")
+        print(f"stability {args.command}: error: {e}", file=sys.stderr, flush=True)
         return 2
 
 

@@ -13,11 +13,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from stability.core.progress import get_logger
+
 __all__ = ["DemoContext", "demo_sections", "run_demo"]
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+_log = get_logger("demo").info
 
 
 @dataclasses.dataclass
@@ -49,7 +50,7 @@ def demo_sections() -> list[tuple[str, Callable]]:
             ("counterexample", add_counterexample_section)]
 
 
-def _train_pair(ds, quick: bool, seed: int, widths: Sequence[int], log: Callable[[str], None]):
+def _train_pair(ds, quick: bool, seed: int, widths: Sequence[int]):
     import jax
 
     from stability.core import nets
@@ -59,10 +60,10 @@ def _train_pair(ds, quick: bool, seed: int, widths: Sequence[int], log: Callable
                       dropout=0.1, log_every=500 if quick else 1000)
     out = []
     for k, s in enumerate((seed, seed + 1)):
-        log(f"training net {'AB'[k]} (seed {s}, {cfg.steps} steps)")
+        _log(f"training net {'AB'[k]} (seed {s}, {cfg.steps} steps)")
         net = nets.mlp(jax.random.PRNGKey(s), (ds.input_shape[0], *widths, ds.num_classes))
         net, hist = fit(net, ds.x_train, ds.y_train, dataclasses.replace(cfg, seed=s),
-                        x_test=ds.x_test, y_test=ds.y_test, log=log)
+                        x_test=ds.x_test, y_test=ds.y_test)
         out.append((net, hist))
     return out, cfg
 
@@ -86,7 +87,7 @@ def run_demo(args: argparse.Namespace) -> int:
     ds = data.load("digits")
     _log(f"data: {ds.summary()}")
     widths = (64, 64)
-    (pair, cfg) = _train_pair(ds, args.quick, args.seed, widths, _log)
+    (pair, cfg) = _train_pair(ds, args.quick, args.seed, widths)
     (net_a, hist_a), (net_b, hist_b) = pair
     checkpoint.save(out / "net_a.npz", net_a, {"seed": args.seed, "train": cfg.to_dict()})
     checkpoint.save(out / "net_b.npz", net_b, {"seed": args.seed + 1, "train": cfg.to_dict()})
@@ -97,11 +98,11 @@ def run_demo(args: argparse.Namespace) -> int:
              f"({cfg.steps} SGD steps, batch {cfg.batch_size}, lr {cfg.lr} {cfg.schedule}, dropout {cfg.dropout}). "
              f"Checkpoints: `net_a.npz`, `net_b.npz`.")
     sec.table(["net", "final train loss", "test loss", "test acc"],
-              [["A", hist_a["loss"][-1], hist_a["test_loss"][-1], hist_a["test_acc"][-1]],
-               ["B", hist_b["loss"][-1], hist_b["test_loss"][-1], hist_b["test_acc"][-1]]])
+              [["A", hist_a.loss[-1], hist_a.test_loss[-1], hist_a.test_acc[-1]],
+               ["B", hist_b.loss[-1], hist_b.test_loss[-1], hist_b.test_acc[-1]]])
     report.figure(sec, plots.plot_history({"A": hist_a, "B": hist_b}), "training.png", "Training curves")
     sec.data.update(dataset=ds.summary(), widths=list(widths), train_config=cfg.to_dict(),
-                    history_a=hist_a, history_b=hist_b)
+                    history_a=hist_a.to_dict(), history_b=hist_b.to_dict())
     report.add(sec)
 
     ctx = DemoContext(net_a, net_b, ds.x_train, ds.y_train, ds.x_test, ds.y_test, args.quick, args.seed, ds)

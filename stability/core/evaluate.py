@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import sys
 from typing import Any, Callable, Sequence
 
 import jax
@@ -22,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stability.core import nets as _nets
+from stability.core.progress import Progress
 from stability.core.hostloop import use_host_loop
 from stability.core.losses import Loss, accuracy, cross_entropy, get_loss
 
@@ -194,14 +194,14 @@ def evaluate(
     run_chunk = _eval_chunk_host if use_host_loop(sample) else _eval_chunk
     n_chunks = -(-ts_np.size // chunk)
     chunk = -(-ts_np.size // n_chunks)  # balanced chunks: pad at most n_chunks − 1 points, not chunk − 1
+    bar = Progress(ts_np.size, "evaluation", unit="points", enabled=progress)
     for c in range(n_chunks):
         part = ts_np[c * chunk:(c + 1) * chunk]
         padded = np.concatenate([part, np.full(chunk - part.size, part[-1])])
         ls, acs = run_chunk(point_fn, apply_fn, loss, classify, theta, jnp.asarray(padded, dtype), xb, yb, mb)
         losses.append(np.asarray(ls)[: part.size])
         accs.append(np.asarray(acs)[: part.size])
-        if progress:
-            print(f"  evaluated {min((c + 1) * chunk, ts_np.size)}/{ts_np.size} points", file=sys.stderr, flush=True)
+        bar.advance(part.size)
     n = x.shape[0]
     loss_arr = np.concatenate(losses) / n
     acc_arr = np.concatenate(accs) / n if classify else np.full(ts_np.size, np.nan)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
-import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,10 +20,11 @@ from stability.core import nets as _nets
 from stability.core.checkpoint import CheckpointError, load, save
 from stability.core.hostloop import run_steps, use_host_loop
 from stability.core.losses import Loss, accuracy, get_loss, l2_penalty
+from stability.core.progress import Progress
 
 Array = jax.Array
 
-__all__ = ["TrainConfig", "fit", "MinibatchOrder", "make_optimizer", "make_schedule", "KerasDecay", "dropout_scales", "save", "load",
+__all__ = ["TrainConfig", "History", "fit", "MinibatchOrder", "make_optimizer", "make_schedule", "KerasDecay", "dropout_scales", "save", "load",
            "CheckpointError"]
 
 
@@ -136,6 +135,26 @@ def _feature_hw(arch: _nets.Arch, i: int) -> tuple[int, int]:
     return h, w
 
 
+@dataclasses.dataclass
+class History:
+    """The record of a training run, one entry per logged block: the step, the block's mean train ``loss``, the
+    learning rate and (with test data) ``test_loss`` / ``test_acc``; ``snapshots`` holds the nets taken at the
+    requested steps (kept out of :meth:`to_dict`)."""
+
+    step: list[int] = dataclasses.field(default_factory=list)
+    loss: list[float] = dataclasses.field(default_factory=list)
+    lr: list[float] = dataclasses.field(default_factory=list)
+    test_loss: list[float] = dataclasses.field(default_factory=list)
+    test_acc: list[float] = dataclasses.field(default_factory=list)
+    snapshots: list[Any] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {"step": list(self.step), "loss": list(self.loss), "lr": list(self.lr)}
+        if self.test_loss:
+            out.update(test_loss=list(self.test_loss), test_acc=list(self.test_acc))
+        return out
+
+
 class MinibatchOrder:
     """Minibatch indices: each epoch a fresh permutation from a NumPy generator seeded with ``seed``,
     cut into full batches (the remainder is dropped)."""
@@ -213,16 +232,16 @@ def fit(
     x_test: Array | None = None,
     y_test: Array | None = None,
     progress: bool = True,
-    log: Callable[[str], None] | None = None,
     schedule: optax.Schedule | None = None,
     snapshot_at: Sequence[int] = (),
 ) -> tuple[_nets.Net, dict[str, list[Any]]]:
     """Train ``net`` on ``(x, y)`` for ``cfg.steps`` minibatch steps; returns ``(net, history)``.
 
-    ``history`` holds per-block ``step``, mean train ``loss``, ``lr`` and, when test data is
-    given, ``test_loss`` / ``test_acc`` at the end of each block. ``schedule`` (a function of
-    the 0-based step) overrides ``cfg.schedule``, e.g. for FGE's cyclic rate; the nets after
-    the (1-based) steps in ``snapshot_at`` are returned in ``history["snapshots"]``.
+    ``history`` (:class:`History`) holds per-block ``step``, mean train ``loss``, ``lr`` and, when test data
+    is given, ``test_loss`` / ``test_acc`` at the end of each block; progress lines (steps, rate, time left) go
+    to the ``stability.progress`` logger. ``schedule`` (a function of the 0-based step) overrides
+    ``cfg.schedule``, e.g. for FGE's cyclic rate; the nets after the (1-based) steps in ``snapshot_at`` are
+    returned in ``history.snapshots``.
     """
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.log_every < 1:
         raise ValueError("steps, batch_size and log_every must be positive")
@@ -242,8 +261,6 @@ def fit(
     if snaps and not 1 <= snaps[0] <= snaps[-1] <= cfg.steps:
         raise ValueError(f"snapshot steps must lie in 1..{cfg.steps}, got {snaps}")
     batch = min(cfg.batch_size, x.shape[0])
-    emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
-
     spec = _FitSpec(dataclasses.replace(cfg, seed=0, log_every=1, dropout=0.0), rates, loss, schedule)
 
     host_loop = use_host_loop(net)
@@ -257,14 +274,10 @@ def fit(
 
     params = net
     opt_state = opt.init(params)
-    hist: dict[str, list[Any]] = {"step": [], "loss": [], "lr": []}
-    if snaps:
-        hist["snapshots"] = []
-    if x_test is not None:
-        hist.update(test_loss=[], test_acc=[])
+    hist = History()
     done = 0
     block: list[Array] = []
-    t0 = time.perf_counter()
+    bar = Progress(cfg.steps, "training", unit="steps", enabled=progress)
     while done < cfg.steps:
         k = min(cfg.log_every - done % cfg.log_every, cfg.steps - done)
         upcoming = [s for s in snaps if s > done]
@@ -277,22 +290,22 @@ def fit(
         done += k
         block.append(values)
         if done in snaps:
-            hist["snapshots"].append(params)
+            hist.snapshots.append(params)
         if done % cfg.log_every and done != cfg.steps:
             continue
         mean_loss = float(jnp.mean(jnp.concatenate(block)))
+        n_block = sum(int(v.shape[0]) for v in block)
         block = []
         if not np.isfinite(mean_loss):
             raise FloatingPointError(f"training diverged (loss {mean_loss}) by step {done}; lower the learning rate")
-        hist["step"].append(done)
-        hist["loss"].append(mean_loss)
-        hist["lr"].append(float(sched(done - 1)))
-        line = f"  step {done:>6}/{cfg.steps}  loss {mean_loss:.4f}"
+        hist.step.append(done)
+        hist.loss.append(mean_loss)
+        hist.lr.append(float(sched(done - 1)))
+        info = {"loss": mean_loss}
         if x_test is not None:
             tl, ta = _test_metrics(loss, params, x_test, y_test)
-            hist["test_loss"].append(float(tl))
-            hist["test_acc"].append(float(ta))
-            line += f"  test loss {float(tl):.4f}  test acc {float(ta):.4f}"
-        if progress:
-            emit(line + f"  ({time.perf_counter() - t0:.1f}s)")
+            hist.test_loss.append(float(tl))
+            hist.test_acc.append(float(ta))
+            info.update(test_loss=float(tl), test_acc=float(ta))
+        bar.advance(n_block, **info)
     return params, hist

@@ -23,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import sys
-import time
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import jax
@@ -34,8 +32,9 @@ import optax
 
 from stability.core.hostloop import run_steps, use_host_loop
 from stability.core.nets import Net
-from stability.core.losses import Loss, cross_entropy, get_loss
-from stability.core.train import MinibatchOrder, TrainConfig, make_optimizer, make_schedule
+from stability.core.losses import Loss, get_loss
+from stability.core.progress import Progress
+from stability.core.train import History, MinibatchOrder, TrainConfig, make_optimizer, make_schedule
 
 if TYPE_CHECKING:
     from stability.core.polycurve import PolyCurve
@@ -43,9 +42,16 @@ if TYPE_CHECKING:
 Array = jax.Array
 ApplyFn = Callable[[Any, Array], Array]
 Kind = Literal["polychain", "bezier"]
+Penalty = Literal["bends"]
+"""What the curve's weight decay penalises: ``"bends"`` (``wd/2·‖bends‖²``)."""
+
+DEFAULT_CURVE_CONFIG = TrainConfig(steps=1000, batch_size=128, optimizer="adam", lr=1e-2, schedule="constant",
+                                   log_every=200)
+"""The curve trainer's defaults (Adam at 1e-2, constant rate, 1,000 steps of 128)."""
 
 __all__ = ["Curve", "polychain", "bezier", "straight", "point", "points", "curve_point", "control_points",
-           "perturb_bends", "train_curve", "CurveTrainSpec", "trivial_point", "trivial_path_point"]
+           "perturb_bends", "train_curve", "CurveTrainSpec", "trivial_point", "trivial_path_point",
+           "DEFAULT_CURVE_CONFIG", "Penalty"]
 
 _KINDS = ("polychain", "bezier")
 
@@ -296,56 +302,52 @@ def train_curve(
     apply_fn: ApplyFn,
     x: Array,
     y: Array,
+    cfg: TrainConfig = DEFAULT_CURVE_CONFIG,
     *,
-    loss: Loss | str = cross_entropy,
-    steps: int = 1000,
-    batch_size: int = 128,
-    lr: float = 1e-2,
-    optimizer: Literal["adam", "sgd", "momentum"] = "adam",
-    momentum: float = 0.9,
-    schedule: Literal["constant", "cosine", "linear", "step"] = "constant",
-    weight_decay_bends: float = 0.0,
-    seed: int = 0,
-    log_every: int = 200,
+    penalty: Penalty = "bends",
     progress: bool = True,
-    log: Callable[[str], None] | None = None,
-) -> tuple[Curve, dict[str, list[float]]]:
+) -> tuple[Curve, History]:
     """Train the bends on eq. (3) of Garipov et al.: each step draws a minibatch and one fresh
-    ``t ∼ U(0, 1)`` and takes a gradient step on ``L(φ_θ(t))`` (+ ``weight_decay_bends/2·‖bends‖²``).
+    ``t ∼ U(0, 1)`` and takes a gradient step on ``L(φ_θ(t))`` plus the weight-decay term ``cfg.weight_decay``
+    puts on ``penalty`` (``"bends"``: ``wd/2·‖bends‖²``).
 
-    With ``curve.fix_ends`` (the default) only the bends move; otherwise the end points train too.
-    ``apply_fn`` must be hashable (a module-level function or a frozen dataclass); the compiled
-    program is cached per (apply_fn, loss, settings, shapes), so restarts do not recompile.
-    Deterministic from ``seed`` (minibatch order: NumPy generator; ``t``: ``jax.random``).
-    Returns ``(trained curve, history)`` with per-block ``step``, mean ``loss`` and ``lr``.
+    ``cfg`` (a :class:`~stability.core.train.TrainConfig`) sets steps, batch size, optimizer, lr, momentum,
+    schedule, weight decay, loss, seed and ``log_every`` (its dropout fields are not used here). With
+    ``curve.fix_ends`` (the default) only the bends move; otherwise the end points train too. ``apply_fn`` must
+    be hashable (a module-level function or a frozen dataclass); the compiled program is cached per
+    (apply_fn, loss, settings, shapes), so restarts do not recompile. Deterministic from ``cfg.seed``
+    (minibatch order: NumPy generator; ``t``: ``jax.random``). Returns ``(trained curve, history)``.
     """
-    if steps < 1 or batch_size < 1 or log_every < 1:
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.log_every < 1:
         raise ValueError("steps, batch_size and log_every must be positive")
+    if penalty not in ("bends",):
+        raise ValueError(f"penalty must be 'bends', got {penalty!r}")
     if curve.n_bends == 0 and curve.fix_ends:
         raise ValueError("a curve with 0 bends and fixed ends has nothing to train")
     x = jnp.asarray(x)
     y = jnp.asarray(y)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x and y must hold the same non-zero number of samples, got {x.shape[0]} and {y.shape[0]}")
-    cfg = TrainConfig(steps=int(steps), batch_size=int(batch_size), optimizer=optimizer, lr=float(lr),
-                      momentum=float(momentum), schedule=schedule)  # only what shapes the optimizer (no recompiles)
-    sched = make_schedule(cfg)
-    opt = make_optimizer(cfg)
-    spec = CurveTrainSpec(apply_fn, get_loss(loss), cfg, float(weight_decay_bends), curve.kind, curve.fix_ends)
+    shape_cfg = TrainConfig(steps=int(cfg.steps), batch_size=int(cfg.batch_size), optimizer=cfg.optimizer,
+                            lr=float(cfg.lr), momentum=float(cfg.momentum), schedule=cfg.schedule)
+    sched = make_schedule(shape_cfg)  # only what shapes the optimizer enters the compiled program (no recompiles)
+    opt = make_optimizer(shape_cfg)
+    spec = CurveTrainSpec(apply_fn, get_loss(cfg.loss), shape_cfg, float(cfg.weight_decay), curve.kind,
+                          curve.fix_ends)
     frozen = tuple(curve.ends)
     trainable = curve.bends if curve.fix_ends else (frozen, curve.bends)
     opt_state = opt.init(trainable)
     dtype = jax.tree_util.tree_leaves(curve.ends[0])[0].dtype
     n = x.shape[0]
-    batch = min(int(batch_size), n)
-    key = jax.random.PRNGKey(seed)
-    emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    order = MinibatchOrder(n, batch, seed)
+    batch = min(int(cfg.batch_size), n)
+    key = jax.random.PRNGKey(cfg.seed)
+    order = MinibatchOrder(n, batch, cfg.seed)
+    steps, log_every = int(cfg.steps), int(cfg.log_every)
 
-    hist: dict[str, list[float]] = {"step": [], "loss": [], "lr": []}
+    hist = History()
     host_loop = use_host_loop(curve.ends[0])
     done = 0
-    t0 = time.perf_counter()
+    bar = Progress(steps, "curve training", unit="steps", enabled=progress)
     while done < steps:
         k = min(log_every, steps - done)
         key, sub = jax.random.split(key)
@@ -358,11 +360,10 @@ def train_curve(
         if not np.isfinite(mean_loss):
             raise FloatingPointError(f"curve training diverged (loss {mean_loss}) by step {done}; "
                                      "lower the learning rate")
-        hist["step"].append(done)
-        hist["loss"].append(mean_loss)
-        hist["lr"].append(float(sched(done - 1)))
-        if progress:
-            emit(f"  curve step {done:>6}/{steps}  eq.(3) loss {mean_loss:.5f}  ({time.perf_counter() - t0:.1f}s)")
+        hist.step.append(done)
+        hist.loss.append(mean_loss)
+        hist.lr.append(float(sched(done - 1)))
+        bar.advance(k, eq3_loss=mean_loss)
     if curve.fix_ends:
         out = dataclasses.replace(curve, bends=trainable)
     else:

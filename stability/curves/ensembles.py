@@ -5,6 +5,7 @@ softmax averaging and temperature scaling, and an equal-budget comparison harnes
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable, Sequence
 
@@ -14,13 +15,16 @@ import numpy as np
 import optax
 
 from stability.core import nets as _nets
+from stability.core.progress import get_logger
 from stability.core.train import TrainConfig, fit
 
 Array = jax.Array
 ApplyFn = Callable[[Any, Array], Array]
 
+_log = get_logger("ensembles")
+
 __all__ = [
-    "fge_lr", "fge_collect", "fge_schedule", "sse_schedule", "ensemble_probs", "ensemble_metrics",
+    "fge_lr", "fge_collect", "FGESchedule", "SSESchedule", "fge_schedule", "sse_schedule", "ensemble_probs", "ensemble_metrics",
     "fit_temperature", "fge", "snapshot_ensemble", "independent_ensemble", "compare_budgets",
     "curve_ensemble", "pair_ensemble_along", "random_direction_point", "random_unit_direction",
 ]
@@ -40,25 +44,56 @@ def fge_collect(i: int, c: int) -> bool:
     return i % c == c // 2
 
 
+@dataclasses.dataclass(frozen=True)
+class FGESchedule:
+    """:func:`fge_lr` as an optax schedule (optax counts steps from 0, FGE from 1). A frozen dataclass: equal
+    schedules hash equal, so :func:`stability.core.train.fit` reuses its compiled program across runs."""
+
+    c: int
+    alpha1: float
+    alpha2: float
+
+    def __call__(self, count: Array) -> Array:
+        return fge_lr(count + 1, self.c, self.alpha1, self.alpha2)
+
+
+@dataclasses.dataclass(frozen=True)
+class SSESchedule:
+    """Snapshot Ensembles' cosine cyclic rate ``α0/2 (cos(π mod(i, P)/P) + 1)`` with period ``P = ⌈T/M⌉``."""
+
+    period: int
+    alpha0: float
+
+    def __call__(self, count: Array) -> Array:
+        return self.alpha0 / 2 * (jnp.cos(jnp.pi * jnp.mod(count, self.period) / self.period) + 1)
+
+
 def fge_schedule(c: int, alpha1: float, alpha2: float) -> optax.Schedule:
-    """:func:`fge_lr` as an optax schedule (optax counts steps from 0, FGE from 1)."""
-    return lambda count: fge_lr(count + 1, c, alpha1, alpha2)
+    """:func:`fge_lr` as an optax schedule (see :class:`FGESchedule`)."""
+    if c < 2 or c % 2:
+        raise ValueError(f"the FGE cycle length must be an even integer >= 2, got {c}")
+    return FGESchedule(int(c), float(alpha1), float(alpha2))
 
 
 def sse_schedule(total: int, cycles: int, alpha0: float) -> optax.Schedule:
     """Snapshot Ensembles' cosine cyclic rate: ``α0/2 (cos(π mod(i−1, ⌈T/M⌉)/⌈T/M⌉) + 1)``."""
     if cycles < 1 or total < cycles:
         raise ValueError(f"need 1 <= cycles <= total steps, got cycles={cycles}, total={total}")
-    period = math.ceil(total / cycles)
-    return lambda count: alpha0 / 2 * (jnp.cos(jnp.pi * jnp.mod(count, period) / period) + 1)
+    return SSESchedule(math.ceil(total / cycles), float(alpha0))
 
 
 def ensemble_probs(members: Sequence[Any], x: Array, apply_fn: ApplyFn = _nets.apply, temperature: float = 1.0,
                    ) -> Array:
     """Average of the members' softmax outputs (logits divided by ``temperature``), one vmapped call."""
     stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *members)
-    logits = jax.jit(jax.vmap(apply_fn, in_axes=(0, None)))(stacked, jnp.asarray(x))
+    logits = _member_logits(apply_fn, stacked, jnp.asarray(x))
     return jnp.mean(jax.nn.softmax(logits / temperature, axis=-1), axis=0)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _member_logits(apply_fn: ApplyFn, stacked: Any, x: Array) -> Array:
+    """Logits of every stacked member (compiled once per apply function and shapes)."""
+    return jax.vmap(apply_fn, in_axes=(0, None))(stacked, x)
 
 
 def ensemble_metrics(probs: Array, y: Array) -> dict[str, float]:
@@ -103,7 +138,7 @@ def fge(net: _nets.Net, x: Array, y: Array, cfg: TrainConfig, *, cycle: int, alp
     if not snaps:
         raise ValueError(f"{cfg.steps} steps hold no collection point of cycle {cycle}")
     _, hist = fit(net, x, y, cfg, schedule=fge_schedule(cycle, alpha1, alpha2), snapshot_at=snaps, **fit_kw)
-    return hist.pop("snapshots"), hist
+    return hist.snapshots, hist
 
 
 def snapshot_ensemble(net: _nets.Net, x: Array, y: Array, cfg: TrainConfig, *, cycles: int,
@@ -112,7 +147,7 @@ def snapshot_ensemble(net: _nets.Net, x: Array, y: Array, cfg: TrainConfig, *, c
     period = math.ceil(cfg.steps / cycles)
     snaps = sorted({min(period * (k + 1), cfg.steps) for k in range(cycles)})
     _, hist = fit(net, x, y, cfg, schedule=sse_schedule(cfg.steps, cycles, cfg.lr), snapshot_at=snaps, **fit_kw)
-    return hist.pop("snapshots"), hist
+    return hist.snapshots, hist
 
 
 def independent_ensemble(make_net: Callable[[int], _nets.Net], x: Array, y: Array, cfg: TrainConfig, *,
@@ -127,8 +162,7 @@ def independent_ensemble(make_net: Callable[[int], _nets.Net], x: Array, y: Arra
 
 def compare_budgets(make_net: Callable[[int], _nets.Net], data: Any, cfg: TrainConfig, *, budgets: Sequence[int],
                     fge_cycle: int, fge_alphas: tuple[float, float], sse_snapshots: int = 2,
-                    fge_pretrain: float = 0.75, log: Callable[[str], None] | None = None,
-                    return_members: bool = False) -> list[dict[str, Any]] | tuple[list[dict[str, Any]], dict]:
+                    fge_pretrain: float = 0.75, return_members: bool = False) -> list[dict[str, Any]] | tuple[list[dict[str, Any]], dict]:
     """Garipov Table 1 protocol: a budget ``B = cfg.steps`` steps is one run; for a budget ``k·B`` each method
     is run ``k`` times from random initialisations (seeds ``cfg.seed + r``) and the models gathered from
     the ``k`` runs are ensembled (softmax average). Per run: Ind trains one net; SSE runs the cosine cyclic
@@ -145,7 +179,7 @@ def compare_budgets(make_net: Callable[[int], _nets.Net], data: Any, cfg: TrainC
     if not 0 < fge_pretrain < 1:
         raise ValueError(f"fge_pretrain must be in (0, 1), got {fge_pretrain}")
     x, y, xt, yt = data.x_train, data.y_train, data.x_test, data.y_test
-    emit = log or (lambda s: None)
+    emit = _log.info
     pre_steps = int(round(fge_pretrain * cfg.steps))
     if cfg.steps - pre_steps < fge_cycle:
         raise ValueError(f"FGE gets {cfg.steps - pre_steps} steps after pre-training, less than one cycle "
@@ -178,14 +212,15 @@ def compare_budgets(make_net: Callable[[int], _nets.Net], data: Any, cfg: TrainC
 
 def _point_logits(point_fn: Callable[[Any, Array], Any], theta: Any, ts: np.ndarray, x: Array,
                   apply_fn: ApplyFn) -> Array:
-    """Logits of every point ``point_fn(theta, t)`` on ``x``: ``(len(ts), N, classes)``, one vmapped call."""
+    """Logits of every point ``point_fn(theta, t)`` on ``x``: ``(len(ts), N, classes)``, one vmapped call
+    (compiled once per point function, apply function and shapes)."""
     dtype = jax.tree_util.tree_leaves(theta)[0].dtype
+    return _points_logits(point_fn, apply_fn, theta, jnp.asarray(ts, dtype), jnp.asarray(x))
 
-    @jax.jit
-    def run(theta, ts, x):
-        return jax.vmap(lambda t: apply_fn(point_fn(theta, t), x))(ts)
 
-    return run(theta, jnp.asarray(ts, dtype), jnp.asarray(x))
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _points_logits(point_fn: Callable[[Any, Array], Any], apply_fn: ApplyFn, theta: Any, ts: Array, x: Array) -> Array:
+    return jax.vmap(lambda t: apply_fn(point_fn(theta, t), x))(ts)
 
 
 def curve_ensemble(point_fn: Callable[[Any, Array], Any], theta: Any, x: Array, y: Array, *, n: int = 50,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib
 
@@ -36,13 +36,13 @@ def plot_along(curves: dict[str, EvalResult], title: str = "", boundaries: Seque
     return fig
 
 
-def plot_history(histories: dict[str, dict[str, list[float]]], title: str = "training") -> plt.Figure:
-    """Training loss (and test accuracy where recorded) against step."""
+def plot_history(histories: dict[str, Any], title: str = "training") -> plt.Figure:
+    """Training loss (and test accuracy where recorded) against step (``histories``: name → ``History``)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     for name, h in histories.items():
-        axes[0].plot(h["step"], h["loss"], label=name)
-        if h.get("test_acc"):
-            axes[1].plot(h["step"], h["test_acc"], label=name)
+        axes[0].plot(h.step, h.loss, label=name)
+        if h.test_acc:
+            axes[1].plot(h.step, h.test_acc, label=name)
     axes[0].set_yscale("log")
     axes[0].set_xlabel("step"); axes[0].set_ylabel("train loss")
     axes[1].set_xlabel("step"); axes[1].set_ylabel("test accuracy")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from typing import Any, Iterable, Literal, Sequence
 
@@ -38,11 +37,14 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from stability.core import nets as _nets
+from stability.core.progress import Progress, get_logger
 from stability.core import units as _units
 from stability.core.evaluate import padded_batches
 from stability.theory.paths.lemma2 import lemma4
 from stability.theory.paths.path import Path, nets_equal
 from stability.theory.paths.theorems import embed_narrow
+
+_log = get_logger("align")
 
 __all__ = [
     "AlignMethod", "ActivationObjective", "WeightInit", "FunctionCheck", "AlignResult", "check_perms", "apply_perms",
@@ -360,8 +362,7 @@ def weight_matching(net_a: _nets.Net, net_b: _nets.Net, *, seed: int = 0, max_it
             improved += 1
         history.append(_inner(A, B))
         if progress:
-            print(f"  weight matching: sweep {it}, objective {history[-1]:.6g}, {improved} layer(s) improved",
-                  file=sys.stderr, flush=True)
+            _log.info(f"weight matching: sweep {it}, objective {history[-1]:.6g}, {improved} layer(s) improved")
         if improved == 0:
             converged = True
             break
@@ -431,11 +432,11 @@ def activation_matching(net_a: _nets.Net, net_b: _nets.Net, x: Any, *,
     xb, _, mb = padded_batches(jnp.asarray(x, dtype), jnp.zeros((n,), jnp.int32), bs)
     mb = mb.astype(dtype)
     sums = None
+    bar = Progress(n, "activation matching", unit="samples", enabled=progress)
     for k in range(xb.shape[0]):
         part = jax.tree_util.tree_map(lambda v: np.asarray(v, np.float64), _act_stats(net_a, net_b, xb[k], mb[k]))
         sums = part if sums is None else jax.tree_util.tree_map(np.add, sums, part)
-        if progress and ((k + 1) % -(-xb.shape[0] // 10) == 0 or k + 1 == xb.shape[0]):
-            print(f"  activation matching: {min((k + 1) * bs, n)}/{n} samples", file=sys.stderr, flush=True)
+        bar.advance(min(bs, n - k * bs))
     hs = _nets.widths(net_b)
     positions = [int(np.prod(s.shape[1:-1])) for s in
                  jax.eval_shape(lambda p, v: _nets.forward(p, v), net_a, xb[0][:1])[:-1]]

@@ -56,7 +56,7 @@ def _quote(arg: str) -> str:
 
 
 def run(name: str, out: str | Path | None = None, *, quick: bool = False, seed: int = 0,
-        source: str | None = None, log=None, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+        source: str | None = None, overrides: dict[str, str] | None = None) -> dict[str, Any]:
     """Run reproduction ``name`` into ``out`` (default ``reproduce_out/NAME``); returns its headline numbers.
 
     ``overrides`` maps a field of the reproduction's scale dataclass to a Python literal (``--set``)."""
@@ -71,8 +71,7 @@ def run(name: str, out: str | Path | None = None, *, quick: bool = False, seed: 
                        command=" ".join(["stability reproduce", name, "--out", shlex.quote(str(out)), *flags]))
     if source:
         report.meta["source"] = str(source)
-    ctx = ReproContext(report=report, quick=quick, seed=seed, source=source, overrides=dict(overrides or {}),
-                       **({"log": log} if log else {}))
+    ctx = ReproContext(report=report, quick=quick, seed=seed, source=source, overrides=dict(overrides or {}))
     ctx.progress(f"{name} ({report.meta['scale']}) on {report.meta['machine']} → {out}")
     headline = rep.run(ctx)
     report.meta["headline"] = headline

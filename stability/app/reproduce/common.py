@@ -1,4 +1,4 @@
-"""What every reproduction shares: its context (report, options, log), the "paper vs ours" table,
+"""What every reproduction shares: its context (report, options, progress), the "paper vs ours" table,
 and the registry that ``stability reproduce NAME`` dispatches on.
 
 A reproduction is a function ``run(ctx: ReproContext) -> dict`` that adds sections to
@@ -13,18 +13,17 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from stability.app.report import Report, Section
+from stability.core.progress import get_logger
 
 __all__ = ["ReproContext", "Reproduction", "comparison_table", "register", "REGISTRY", "fmt"]
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+_log = get_logger("reproduce")
 
 
 @dataclasses.dataclass
@@ -35,7 +34,6 @@ class ReproContext:
     quick: bool = False
     seed: int = 0
     source: str | None = None  # a data directory (CIFAR-10 python batches, MNIST IDX files)
-    log: Callable[[str], None] = _stderr
     overrides: dict[str, str] = dataclasses.field(default_factory=dict)  # --set NAME=VALUE
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
@@ -74,7 +72,8 @@ class ReproContext:
         return time.perf_counter() - self.started
 
     def progress(self, msg: str) -> None:
-        self.log(f"[{self.elapsed():7.1f}s] {msg}")
+        """A stage of the run, on the ``stability.reproduce`` logger with the time since it started."""
+        _log.info(f"[{self.elapsed():7.1f}s] {msg}")
 
 
 def fmt(v: Any, digits: int = 4) -> str:

@@ -90,8 +90,7 @@ def run(ctx: ReproContext) -> dict[str, Any]:
         return nets.mlp(jax.random.PRNGKey(seed), (ds.input_shape[0], *s.widths, ds.num_classes))
 
     rows, runs = ensembles.compare_budgets(make, ds, cfg, budgets=s.budgets, fge_cycle=cycle,
-                                           fge_alphas=(s.alpha1, s.alpha2), sse_snapshots=s.sse_snapshots,
-                                           log=ctx.progress, return_members=True)
+                                           fge_alphas=(s.alpha1, s.alpha2), sse_snapshots=s.sse_snapshots, return_members=True)
     singles = [ensembles.ensemble_metrics(ensembles.ensemble_probs(r, ds.x_test), ds.y_test)
                for r in runs["Ind"]]
     sec = ctx.report.section("table1", "Equal-budget ensembles (Table 1 layout): test error % and NLL")

@@ -116,17 +116,15 @@ def _model_rows(model: str, ds: data.Dataset, s: Scale, ctx: ReproContext) -> di
     for k in range(2):
         seed = ctx.seed + 10 * (model == "conv") + k
         ctx.progress(f"{model}: training end point {'AB'[k]} (seed {seed}, {net_steps} steps)")
-        net, _ = fit(_make(model, s, jax.random.PRNGKey(seed), ds), x_tr, y_tr, dataclasses.replace(cfg, seed=seed),
-                     log=ctx.log)
+        net, _ = fit(_make(model, s, jax.random.PRNGKey(seed), ds), x_tr, y_tr, dataclasses.replace(cfg, seed=seed))
         ends.append(net)
     a, b = ends
     learned = {}
     for name, make in (("Bezier", curves.bezier), ("Polychain", curves.polychain)):
         ctx.progress(f"{model}: training the {name} curve ({curve_steps} steps, eq. 3)")
-        learned[name], _ = curves.train_curve(
-            make(a, b, 1), nets.apply, x_tr, y_tr, steps=curve_steps, batch_size=s.batch, lr=s.curve_lr,
-            optimizer="momentum", schedule="cosine", weight_decay_bends=s.curve_weight_decay, seed=ctx.seed,
-            log_every=curve_block, log=ctx.log)
+        cfg = TrainConfig(steps=curve_steps, batch_size=s.batch, optimizer="momentum", lr=s.curve_lr,
+                          schedule="cosine", weight_decay=s.curve_weight_decay, seed=ctx.seed, log_every=curve_block)
+        learned[name], _ = curves.train_curve(make(a, b, 1), nets.apply, x_tr, y_tr, cfg)
     tables: dict[str, dict[str, Any]] = {}
     named = {"Segment": (line_point, (a, b)), **{k: (curves.curve_point, c) for k, c in learned.items()}}
     for name, (fn, theta) in named.items():

@@ -135,9 +135,8 @@ def _train(ctx: ReproContext, s: Scale, ds: data.Dataset, width: int, seed: int,
     log_every = s.steps // 5 if s.steps >= 5 and s.steps % 5 == 0 else s.steps  # equal blocks: one compile
     cfg = TrainConfig(steps=s.steps, batch_size=s.batch, lr=s.lr, seed=seed, log_every=log_every)
     net = keras_init(seed, _arch(ds.input_shape, width))
-    net, hist = fit(net, ds.x_train, ds.y_train, cfg, schedule=KerasDecay(s.lr, s.lr_decay),
-                    log=ctx.log, progress=verbose)
-    return net, float(hist["loss"][-1])
+    net, hist = fit(net, ds.x_train, ds.y_train, cfg, schedule=KerasDecay(s.lr, s.lr_decay), progress=verbose)
+    return net, float(hist.loss[-1])
 
 
 def theta1_losses(net: nets.Net, kept: Sequence[KeptSets], x, y) -> EvalResult:
@@ -363,7 +362,7 @@ def _theorem3(ctx: ReproContext, s: Scale, st: _Setup,
                  f"({s.line_points} points)")
     kn = jax.random.PRNGKey(ctx.seed + _SEED_THM3 + 1)
     noise = tuple(cushions.measure(net, st.x[:m], jax.random.fold_in(kn, j), p=p, draws=s.noise_draws,
-                                   ts=(0.0, 0.5), max_iter=s.noise_max_iter, log=ctx.log)
+                                   ts=(0.0, 0.5), max_iter=s.noise_max_iter)
                   for j, net in enumerate(st.wide[:2]))
     v = check_theorem3(st.wide[0], st.wide[1], group[k], p, jax.random.PRNGKey(ctx.seed + _SEED_THM3), st.x[:m],
                        st.y[:m], points_per_segment=s.points_per_segment, line=False,

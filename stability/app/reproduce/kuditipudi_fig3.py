@@ -481,7 +481,7 @@ def run(ctx: ReproContext) -> dict[str, Any]:
         seed = ctx.seed + k
         ctx.progress(f"training θ_{'AB'[k]} (seed {seed}, {steps} steps, dropout {list(rates)})")
         net, _ = fit(_make_net(s, jax.random.PRNGKey(seed), ds), x_tr, y_tr, dataclasses.replace(cfg, seed=seed),
-                     schedule=sched, log=ctx.log)
+                     schedule=sched)
         trained.append(net)
     net_a, net_b = trained
 
@@ -509,7 +509,7 @@ def run(ctx: ReproContext) -> dict[str, Any]:
     ctx.progress(f"noise stability of θ_A on {m} training samples ({s.cushion_draws} mask draws, p = {s.p:g})")
     res = cushions.measure(net_a, x_tr[idx], jax.random.PRNGKey(ctx.seed + 3), p=s.p, draws=s.cushion_draws,
                            ts=s.cushion_ts, tol=s.cushion_tol, max_iter=s.cushion_max_iter,
-                           batch_size=s.cushion_batch, unroll=s.cushion_unroll, log=ctx.log)
+                           batch_size=s.cushion_batch, unroll=s.cushion_unroll)
     noise = _noise_section(ctx, res, len(s.channels))
 
     # narrow θ* and the Theorem 3 path
@@ -519,7 +519,7 @@ def run(ctx: ReproContext) -> dict[str, Any]:
     narrow, _ = fit(_make_net(s, jax.random.PRNGKey(ctx.seed + 2), ds, hstar[:len(s.channels)],
                               hstar[len(s.channels):]), x_tr, y_tr,
                     dataclasses.replace(cfg, steps=n_steps, dropout=0.0, seed=ctx.seed + 2, log_every=n_block),
-                    schedule=_schedule(s, per_epoch), log=ctx.log)
+                    schedule=_schedule(s, per_epoch))
     r_n = evaluate_nets([narrow], x_ev, y_ev)
     narrow_info = {"widths": list(hstar), "steps": n_steps, "train_loss": float(r_n.loss[0]),
                    "train_acc": float(r_n.acc[0]), "seed": ctx.seed + 2}
@@ -533,7 +533,7 @@ def run(ctx: ReproContext) -> dict[str, Any]:
     ctx.progress(f"noise stability of θ_B on the same {m} samples (for Theorem 3's bound)")
     res_b = cushions.measure(net_b, x_tr[idx], jax.random.PRNGKey(ctx.seed + 6), p=s.p, draws=s.cushion_draws,
                              ts=s.cushion_ts, tol=s.cushion_tol, max_iter=s.cushion_max_iter,
-                             batch_size=s.cushion_batch, unroll=s.cushion_unroll, log=ctx.log)
+                             batch_size=s.cushion_batch, unroll=s.cushion_unroll)
     v = check_theorem3(net_a, net_b, narrow, s.p, key, x_tr[idx], y_tr[idx],
                        points_per_segment=s.points_per_segment, line=False, noise=(res, res_b))
     ctx.progress(v.finding())

@@ -75,7 +75,7 @@ def run(ctx: ReproContext) -> dict[str, Any]:
         ctx.progress(f"training net {'AB'[seed - ctx.seed]} (seed {seed}, {s.steps} steps)")
         # the paper's Keras defaults (Glorot-uniform init, lr decay 1e-6): He init diverges at lr 0.1 on this net
         net = nets.keras_init(seed, nets.Arch(in_shape=ds.input_shape, widths=(s.channels,) * 3 + (10,), n_conv=3))
-        net, _ = fit(net, ds.x_train, ds.y_train, dataclasses.replace(cfg, seed=seed), log=ctx.log,
+        net, _ = fit(net, ds.x_train, ds.y_train, dataclasses.replace(cfg, seed=seed),
                      schedule=KerasDecay(0.1, 1e-6))
         trained.append(net)
     idx = np.random.default_rng(ctx.seed).choice(ds.x_train.shape[0], min(s.n_eval, ds.x_train.shape[0]),

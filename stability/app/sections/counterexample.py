@@ -8,7 +8,8 @@ It ignores the demo's two digits nets: the counterexample brings its own data an
 
 from __future__ import annotations
 
-import sys
+from stability.core.progress import get_logger
+
 import time
 from typing import Any, Sequence
 
@@ -21,8 +22,7 @@ QUICK_HS = (2, 3)
 FULL_HS = (2, 3, 4, 5, 6)
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+_log = get_logger("demo").info
 
 
 def add_counterexample_section(report: Any, ctx: Any, *, hs: Sequence[int] | None = None,
@@ -60,7 +60,7 @@ def add_counterexample_section(report: Any, ctx: Any, *, hs: Sequence[int] | Non
     # ---- evidence
     hs = tuple(hs) if hs is not None else (QUICK_HS if ctx.quick else FULL_HS)
     cfg = cfg if cfg is not None else (study.StudyConfig.quick() if ctx.quick else study.StudyConfig.demo())
-    res = study.barrier_study(hs, cfg=cfg, seed=ctx.seed, log=_log)
+    res = study.barrier_study(hs, cfg=cfg, seed=ctx.seed)
     sec.text(
         "**EVIDENCE, not proof.** Every path from the teacher (an output weight −1) to the student (all output "
         "weights +1) meets the crossing set S = {all output weights ≥ 0, one of them 0} (at the first time "

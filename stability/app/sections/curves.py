@@ -15,6 +15,7 @@ from stability.curves import ensembles
 from stability.plots import along as plots
 from stability.plots.planes import plot_plane
 from stability.core import nets as _nets
+from stability.core.train import TrainConfig
 from stability.curves.metrics import TABLE_COLUMNS, curve_table
 from stability.core.evaluate import EvalResult, line_point
 
@@ -32,13 +33,13 @@ def unit_path_point(waypoints: _nets.Net, t: Array) -> _nets.Net:
 
 
 def learn_curves(a: _nets.Net, b: _nets.Net, x: Array, y: Array, *, steps: int, bends: int = 1, seed: int = 0,
-                 lr: float = 1e-2, log: Callable[[str], None] | None = None) -> dict[str, curves.Curve]:
+                 lr: float = 1e-2, progress: bool = True) -> dict[str, curves.Curve]:
     """A Bezier curve and a polygonal chain with ``bends`` bends trained on eq. (3) between ``a`` and ``b``."""
     out = {}
     for name, make in (("Bezier", curves.bezier), ("Polychain", curves.polychain)):
-        c, _ = curves.train_curve(make(a, b, bends), _nets.apply, x, y, steps=steps, batch_size=128, lr=lr,
-                                  optimizer="adam", schedule="cosine", seed=seed, log_every=max(1, steps // 3),
-                                  progress=log is not None, log=log)
+        cfg = TrainConfig(steps=steps, batch_size=128, optimizer="adam", lr=lr, schedule="cosine", seed=seed,
+                          log_every=max(1, steps // 3))
+        c, _ = curves.train_curve(make(a, b, bends), _nets.apply, x, y, cfg, progress=progress)
         out[name] = c
     return out
 

@@ -4,11 +4,12 @@ style histograms and the Lemma 3 check. Used by ``stability demo`` (:func:`add_c
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
 import numpy as np
+
+from stability.core.progress import get_logger
 
 __all__ = ["add_cushions_section", "write_cushions_section", "PAPER_VGG11"]
 
@@ -21,8 +22,7 @@ PAPER_VGG11 = {
 """The paper's VGG-11 readings (Appendix D.3, modes per layer 1..8), for comparing shapes only."""
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+_log = get_logger("demo").info
 
 
 def _fmt(v: Any) -> Any:

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +17,8 @@ import numpy as np
 import optax
 
 from stability.core import nets as _nets
+from stability.core.progress import get_logger
+from stability.core.train import TrainConfig
 from stability.curves.curve import Curve, bezier, curve_point, perturb_bends, polychain, train_curve
 from stability.core.evaluate import evaluate, line_point
 from stability.core.losses import squared_error
@@ -26,6 +27,7 @@ from stability.theory.counterexample import (Sizes, arch, dataset, generic_teach
                                              student_minimizer, teacher_minimizer)
 
 Array = jax.Array
+_log = get_logger("study")
 
 __all__ = ["fit_students", "crossing_set_loss", "curve_barriers", "StudyConfig", "barrier_study", "summary_rows",
            "SUMMARY_HEADER", "write_outputs"]
@@ -152,7 +154,7 @@ def _loss_along(curve: Curve, X: np.ndarray, y: np.ndarray, grid: int, batch: in
 
 def curve_barriers(w0: _nets.Net, w1s: Sequence[_nets.Net], X: np.ndarray, y: np.ndarray, cfg: StudyConfig, *,
                    restarts: int | None = None, via: Sequence[tuple[_nets.Net, _nets.Net]] = (), seed: int = 0,
-                   n_pad: int | None = None, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                   n_pad: int | None = None) -> list[dict[str, Any]]:
     """Learned curves (Garipov eq. 3, :func:`stability.curves.train_curve`) from ``w0`` to the end points
     ``w1s`` (restart ``r`` uses ``w1s[r mod len]``: e.g. permutations of one minimum), for every kind ×
     bends × restart; restart 0 starts on the segment, later ones with bends perturbed by
@@ -161,7 +163,6 @@ def curve_barriers(w0: _nets.Net, w1s: Sequence[_nets.Net], X: np.ndarray, y: np
     EVIDENCE only: a curve's max (on the grid) bounds the smallest barrier over all paths from above,
     nothing more.
     """
-    emit = log or (lambda s: None)
     Xp, yp = _pad_rows(X, y, n_pad)
     batch = Xp.shape[0]
     restarts = cfg.restarts if restarts is None else restarts
@@ -180,16 +181,16 @@ def curve_barriers(w0: _nets.Net, w1s: Sequence[_nets.Net], X: np.ndarray, y: np
         jobs.append(("polychain", Curve((w0, w1), bends_, "polychain"), r, {"init": "through crossing-set point"}))
     out = []
     for kind, curve, r, meta in jobs:
-        trained, hist = train_curve(curve, _nets.apply, Xp, yp, loss=squared_error, steps=cfg.steps, batch_size=batch,
-                                    lr=cfg.lr, optimizer="adam", schedule="cosine", seed=seed * 100 + r,
-                                    log_every=cfg.steps, progress=False)
+        tcfg = TrainConfig(steps=cfg.steps, batch_size=batch, optimizer="adam", lr=cfg.lr, schedule="cosine",
+                           loss="squared_error", seed=seed * 100 + r, log_every=cfg.steps)
+        trained, hist = train_curve(curve, _nets.apply, Xp, yp, tcfg, progress=False)
         res = _loss_along(trained, X, y, cfg.grid, batch)
         ends = max(float(res.loss[0]), float(res.loss[-1]))
         rec = {"kind": kind, "bends": trained.n_bends, "restart": r, **meta,
                "max_loss": float(res.loss.max()), "barrier": float(res.loss.max()) - ends,
                "t_at_max": float(res.ts[int(np.argmax(res.loss))]),
                "eq3_loss": float(np.trapezoid(res.loss, res.ts)), "loss": res.loss.tolist()}
-        emit(f"    {kind:9s} {trained.n_bends} bends, restart {r} ({meta['init']}): max loss {rec['max_loss']:.5f}")
+        _log.info(f"    {kind:9s} {trained.n_bends} bends, restart {r} ({meta['init']}): max loss {rec['max_loss']:.5f}")
         out.append(rec)
     return out
 
@@ -211,7 +212,7 @@ def _no_loss(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k != "loss"}
 
 
-def _counterexample_case(s: Sizes, cfg: StudyConfig, seed: int, n_pad: int, log: Callable[[str], None],
+def _counterexample_case(s: Sizes, cfg: StudyConfig, seed: int, n_pad: int,
                          ) -> dict[str, Any]:
     """Straight line, learned curves, crossing set for one dataset ``s`` (all EVIDENCE but the zero end losses)."""
     X, y = dataset(*s, dtype=np.float32)
@@ -220,14 +221,14 @@ def _counterexample_case(s: Sizes, cfg: StudyConfig, seed: int, n_pad: int, log:
     ends = [student] + [student_minimizer(s.h, perm=rng.permutation(s.h)) for _ in range(max(0, cfg.restarts - 1))]
     zero_loss = float(np.mean(0.5 * y.astype(np.float64) ** 2))
     line = _straight(teacher, student, X, y, cfg.grid, n_pad)
-    log(f"  h={s.h} (k,l,m,n)={tuple(s[1:])}: straight line max loss {line['max_loss']:.4f}")
+    _log.info(f"  h={s.h} (k,l,m,n)={tuple(s[1:])}: straight line max loss {line['max_loss']:.4f}")
     cross = crossing_set_loss(s.h, X, y, restarts=cfg.crossing_restarts, steps=cfg.crossing_steps, lr=cfg.lr,
                               seed=seed, n_pad=n_pad)
-    log(f"  crossing set S: best loss found {cross['best']:.5f} ({cfg.crossing_restarts} restarts)")
+    _log.info(f"  crossing set S: best loss found {cross['best']:.5f} ({cfg.crossing_restarts} restarts)")
     via = []
     for r in range(cfg.via_crossing):
         via.append((ends[r % len(ends)], _embed_zero_unit(cross["net"], r % s.h)))
-    curves_ = curve_barriers(teacher, ends, X, y, cfg, via=via, seed=seed, n_pad=n_pad, log=log)
+    curves_ = curve_barriers(teacher, ends, X, y, cfg, via=via, seed=seed, n_pad=n_pad)
     best = _best(curves_)
     return {
         "h": s.h, "k": s.k, "l": s.l, "m": s.m, "n": s.n, "loss_of_zero_function": zero_loss,
@@ -237,7 +238,7 @@ def _counterexample_case(s: Sizes, cfg: StudyConfig, seed: int, n_pad: int, log:
     }
 
 
-def _control_case(h: int, n: int, cfg: StudyConfig, seed: int, n_pad: int, log: Callable[[str], None],
+def _control_case(h: int, n: int, cfg: StudyConfig, seed: int, n_pad: int,
                   ) -> dict[str, Any]:
     """The control: the same widths on generic teacher data (Gaussian inputs), teacher → trained student."""
     X, y, teacher = generic_teacher_data(h, n, seed=seed + 101 * h)
@@ -248,7 +249,7 @@ def _control_case(h: int, n: int, cfg: StudyConfig, seed: int, n_pad: int, log: 
     line = _straight(teacher, student, X, y, cfg.grid, n_pad)
     curves_ = curve_barriers(teacher, [student], X, y, cfg, restarts=cfg.control_restarts, seed=seed, n_pad=n_pad)
     best = _best(curves_)
-    log(f"  control h={h}: student loss {float(losses.min()):.2e}, straight max {line['max_loss']:.4f}, "
+    _log.info(f"  control h={h}: student loss {float(losses.min()):.2e}, straight max {line['max_loss']:.4f}, "
         f"best learned barrier {best['barrier']:.2e}")
     return {"h": h, "n": n, "loss_of_zero_function": zero_loss, "student_loss": float(losses.min()),
             "teacher_loss": net_loss(teacher, X, y), "negative_output_weights": int(np.sum(
@@ -272,7 +273,7 @@ def _klm_variants(h: int, scales: Sequence[int]) -> list[tuple[str, int, Sizes]]
 
 
 def barrier_study(hs: Sequence[int] = (2, 3, 4, 6), *, quick: bool = False, cfg: StudyConfig | None = None,
-                  seed: int = 0, out: str | Path | None = None, log: Callable[[str], None] | None = None,
+                  seed: int = 0, out: str | Path | None = None,
                   ) -> dict[str, Any]:
     """EVIDENCE for Theorem 4's disconnection, per ``h`` in ``hs``: the straight line's barrier, the best
     barrier of learned curves (Bezier and polychains, several bends, restarts over perturbed starts and
@@ -284,7 +285,7 @@ def barrier_study(hs: Sequence[int] = (2, 3, 4, 6), *, quick: bool = False, cfg:
     With ``out`` it writes ``thm4_barriers.json``, ``thm4_data.png`` and ``thm4_barriers.png`` there.
     """
     cfg = cfg or (StudyConfig.quick() if quick else StudyConfig())
-    emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    emit = _log.info
     hs = [sizes(h).h for h in hs]
     t0 = time.perf_counter()
     per_h, controls, klm = [], [], []
@@ -293,7 +294,7 @@ def barrier_study(hs: Sequence[int] = (2, 3, 4, 6), *, quick: bool = False, cfg:
         n_pad = max(v[2].n for v in variants)
         emit(f"Theorem 4 barrier study: h = {h}")
         for which, value, s in variants:
-            case = _counterexample_case(s, cfg, seed, n_pad, emit)
+            case = _counterexample_case(s, cfg, seed, n_pad)
             if which == "base":
                 per_h.append(case)
             if h == cfg.klm_h:
@@ -301,7 +302,7 @@ def barrier_study(hs: Sequence[int] = (2, 3, 4, 6), *, quick: bool = False, cfg:
                             "straight": case["straight"]["max_loss"], "best_curve": case["best_curve"]["barrier"],
                             "crossing_set_best": case["crossing_set_best"],
                             "loss_of_zero_function": case["loss_of_zero_function"]})
-        controls.append(_control_case(h, sizes(h).n, cfg, seed, n_pad, emit))
+        controls.append(_control_case(h, sizes(h).n, cfg, seed, n_pad))
     result = {
         "label": "EVIDENCE, not proof: learned-curve and crossing-set numbers come from local optimisation",
         "hs": hs, "seed": seed, "config": cfg.to_dict(), "per_h": per_h, "control": controls, "klm": klm,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from typing import Any, Literal, Sequence
 
@@ -22,12 +21,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from stability.core import nets as _nets
+from stability.core.progress import get_logger
 from stability.core.evaluate import padded_batches
 from stability.core.hostloop import use_host_loop
 from stability.core.losses import Loss, cross_entropy, get_loss
 from stability.core.polycurve import PolyCurve
 from stability.theory.bounds.coefficients import taylor_coefficients
 from stability.theory.bounds.program import Spec, Subintervals, run_program
+
+_log = get_logger("bounds")
 
 __all__ = ["BoundResult", "max_loss_bound", "PROVED_CLAIMS", "Method", "Stop"]
 
@@ -319,8 +321,7 @@ def _bisect(prob: _Problem, rtol: float, atol: float, budget: int, per_round: in
         tol = max(atol, rtol * abs(best_lo)) if np.isfinite(best_lo) else atol
         history.append((upper.size, n_eval, top, best_lo, time.perf_counter() - t_start))
         if progress:
-            print(f"  bound: {upper.size} sub-intervals, {n_eval} evaluations, upper {top:.6g}, lower {best_lo:.6g}",
-                  file=sys.stderr, flush=True)
+            _log.info(f"bound: {upper.size} sub-intervals, {n_eval} evaluations, upper {top:.6g}, lower {best_lo:.6g}")
         if top - best_lo <= tol:
             stop = "tolerance"
             break

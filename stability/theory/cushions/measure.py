@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stability.core import nets as _nets
+from stability.core.progress import Progress
 from stability.theory.cushions.operators import _div, _fro, _norm, column_ratio
 from stability.theory.cushions.maps import _act, _check_x, _dims, _linear, _linearise, _sweep
 from stability.theory.cushions.spectral import _check_method, _final_sigma, _pair_arrays, _seed, _solve
@@ -76,7 +77,8 @@ def _default_batch(net: _nets.Net, n: int, kt: int, itemsize: int, budget: int) 
 def measure(net: _nets.Net, x, key: Array, *, p: float = 0.5, draws: int = 5,
             ts: Sequence[float] = DEFAULT_TS, tol: float = 1e-4, max_iter: int = 200,
             method: str = "lobpcg", masks: Sequence[np.ndarray] | None = None, batch_size: int | None = None,
-            memory_budget: int = DEFAULT_MEMORY_BUDGET, unroll: int | None = None, log=None) -> Cushions:
+            memory_budget: int = DEFAULT_MEMORY_BUDGET, unroll: int | None = None,
+            progress: bool = True) -> Cushions:
     """Every noise-stability quantity of ``net`` on the samples ``x`` (Definitions 2–4, docs/THEORY.md §6).
 
     ``p``/``draws``: Algorithm 1 dropout probability and the number of mask draws for the
@@ -114,6 +116,7 @@ def measure(net: _nets.Net, x, key: Array, *, p: float = 0.5, draws: int = 5,
     bs = max(1, min(bs, n))
     parts: list[dict[str, np.ndarray]] = []
     n_chunks = -(-n // bs)
+    bar = Progress(n, "noise stability", unit="samples", enabled=progress)
     for c in range(n_chunks):
         xc = x[c * bs:(c + 1) * bs]
         m = xc.shape[0]
@@ -132,8 +135,7 @@ def measure(net: _nets.Net, x, key: Array, *, p: float = 0.5, draws: int = 5,
         mu[:, np.tril_indices(net.depth, -1)[0], np.tril_indices(net.depth, -1)[1]] = np.nan
         out.update(spectral_norm=sig, interlayer_cushion=mu, power_iters=its, converged=conv)
         parts.append({k: (v[:, :m] if k == "smoothness" else v[:m]) for k, v in out.items()})
-        if log is not None:
-            log(f"  cushions: {min(n, (c + 1) * bs)}/{n} samples ({time.perf_counter() - t0:.1f} s)")
+        bar.advance(m)
     cat = {k: np.concatenate([p_[k] for p_ in parts], axis=1 if k == "smoothness" else 0) for k in parts[0]}
     dims = _dims(net)
     out = Cushions(
@@ -145,8 +147,6 @@ def measure(net: _nets.Net, x, key: Array, *, p: float = 0.5, draws: int = 5,
     note = out.convergence_note()
     if note is not None:
         warnings.warn(note, UnconvergedWarning, stacklevel=2)
-        if log is not None:
-            log(f"  cushions: {note}")
     return out
 
 
