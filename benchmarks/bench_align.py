@@ -94,7 +94,7 @@ def main() -> None:
 
     cert = certify(path)
     rows.append(("Lemma 4 path θ_B → π θ_B (weight matching)",
-                 f"{path.n_segments} segments in widths {path.meta['path_widths']} (widened={path.meta['widened']}), "
+                 f"{path.n_segments} segments in widths {list(path.info.path_widths)} (widened={path.info.widened}), "
                  f"certificate ok={cert.ok} {cert.counts()}, {time.perf_counter() - t1:.2f} s"))
     emit(rows, b0 / max(1e-12, min(v for v in [barrier(res.aligned)[0] for res in results.values()])), args.out,
          header="# Permutation alignment of two digits MLPs (`benchmarks/bench_align.py`)\n\n"

@@ -51,7 +51,8 @@ from stability.core.evaluate import EvalResult, choose_sizes, evaluate_line, eva
 from stability.core.losses import Loss, cross_entropy, get_loss
 from stability.theory.paths import lemma1
 from stability.theory.paths import lemma2
-from stability.theory.paths import Path, PathEval, path_point, theorem1, theorem2, theorem3
+from stability.theory.paths import (DropoutDraw, Path, PathEval, Theorem2Info, Theorem3Info, path_point, theorem1,
+                                    theorem2, theorem3)
 
 from .certificates import Certificate, certify
 from .noise_bound import Lemma3Bound, Premise, lemma3_bound, zero_output_loss
@@ -347,7 +348,7 @@ def check_lemma1(net: _nets.Net, keep: KeptSets | Sequence[Sequence[int]], x, y,
                    endpoint_losses={"L(θ)": stab.base_loss, "L(θ_1)": stab.losses[0]}, loss=loss, **kw)
     wl = _waypoint_losses(v.evaluation)
     rtol, _ = tolerances(jax.tree_util.tree_leaves(net)[0].dtype)
-    diffs = {k: float(abs(wl[j] - stab.losses[k - 1])) for k, j in path.meta["theta_k"].items()}
+    diffs = {k: float(abs(wl[j] - stab.losses[k - 1])) for k, j in path.info.theta_k.items()}
     ok = all(dv <= rtol * max(1.0, abs(stab.losses[k - 1])) for k, dv in diffs.items())
     v.extra.update(stability=stab.to_dict(), theta_k_vs_theta_i=diffs, theta_k_match=ok)
     if not ok:
@@ -373,10 +374,8 @@ def _pair_losses(a: _nets.Net, b: _nets.Net, x, y, loss) -> tuple[float, float]:
 
 
 def _part_range(path: Path, name_prefix: str) -> tuple[int, int]:
-    for name, a, b in path.meta["parts"]:
-        if name.startswith(name_prefix):
-            return a, b
-    raise ValueError(f"the path's meta has no part named {name_prefix!r}: {path.meta.get('parts')}")
+    q = path.part(name_prefix)
+    return q.start, q.stop
 
 
 def check_theorem1(net_a: _nets.Net, keep_a: KeptSets | Sequence[Sequence[int]], net_b: _nets.Net,
@@ -392,16 +391,16 @@ def check_theorem1(net_a: _nets.Net, keep_a: KeptSets | Sequence[Sequence[int]],
 
 def check_theorem1_path(path: Path, net_a: _nets.Net, keep_a: KeptSets, net_b: _nets.Net, keep_b: KeptSets, x, y,
                         *, loss: Loss | str = cross_entropy, **kw) -> TheoremVerdict:
-    """:func:`check_theorem1` on an already built path (its ``meta["parts"]`` name the Lemma 2 part)."""
+    """:func:`check_theorem1` on an already built path (its ``parts`` name the Lemma 2 part)."""
     sa = dropout_stability(net_a, keep_a, x, y, loss=loss)
     sb = dropout_stability(net_b, keep_b, x, y, loss=loss)
     eps = max(sa.eps, sb.eps, 0.0)
     ends = max(sa.base_loss, sb.base_loss)
-    v = check_path(path, x, y, name=path.meta.get("name", "Theorem 1"), bound=ends + eps,
+    v = check_path(path, x, y, name=path.name, bound=ends + eps,
                    bound_kind="max{L(θ_A), L(θ_B)} + ε", epsilon=eps, reference=ends,
                    endpoint_losses={"L(θ_A)": sa.base_loss, "L(θ_B)": sb.base_loss}, loss=loss, **kw)
     v.extra.update(stability_a=sa.to_dict(), stability_b=sb.to_dict(),
-                   part_max_loss=_part_max(v.evaluation, path.meta["parts"]))
+                   part_max_loss=_part_max(v.evaluation, path.parts))
     _apply_lemma2_parts(v, [_part_range(path, "Lemma 2")])
     return v
 
@@ -422,19 +421,19 @@ def _noise(net: _nets.Net, x, key, p: float, given: _cushions.Cushions | None, m
     return given
 
 
-def _lemma5_premises(meta: dict, p: float, tag: str, need: Sequence[int], need_what: str) -> list[Premise]:
+def _lemma5_premises(draw: DropoutDraw, p: float, tag: str, need: Sequence[int], need_what: str) -> list[Premise]:
     """Lemma 5 (≥ 2p/3 of the columns dropped) and the builder's requirement, checked on the draws used."""
-    dropped = [int(v) for v in meta["dropped"]]
-    widths = [len(dl) for dl in meta["deltas"]]
+    dropped = [int(v) for v in draw.dropped]
+    widths = [len(dl) for dl in draw.deltas]
     frac = [dr / h for dr, h in zip(dropped, widths)]
     ok5 = all(f >= 2 * p / 3 for f in frac)
     okb = all(dr >= n for dr, n in zip(dropped, need))
     return [
         Premise(f"Lemma 5: at least 2p/3 of the columns dropped (θ_{tag}'s draw)", "held" if ok5 else "failed",
                 float(min(frac)), f"≥ 2p/3 = {2 * p / 3:.3g} in every layer 2..d",
-                f"dropped fractions {', '.join(f'{f:.3g}' for f in frac)} (draw {meta['draws']})"),
+                f"dropped fractions {', '.join(f'{f:.3g}' for f in frac)} (draw {draw.draws})"),
         Premise(f"{need_what} (θ_{tag}'s draw)", "held" if okb else "failed", str(dropped),
-                f"≥ {list(need)} zero columns", f"the builder redrew {meta['draws'] - 1} time(s) until it held"),
+                f"≥ {list(need)} zero columns", f"the builder redrew {draw.draws - 1} time(s) until it held"),
     ]
 
 
@@ -489,12 +488,13 @@ def check_theorem2_path(path: Path, net_a: _nets.Net, net_b: _nets.Net, key: jax
                         measure_kw: dict[str, Any] | None = None, **kw) -> TheoremVerdict:
     """:func:`check_theorem2` on an already built Theorem 2 path (``key`` draws the Definition 3 masks)."""
     loss = get_loss(loss)
-    p = float(path.meta["p"])
+    info: Theorem2Info = path.info
+    p = info.p
     la, lb = _pair_losses(net_a, net_b, x, y, loss)
     hs = _nets.widths(net_a)
     need = [math.ceil(h / 2) for h in hs]
-    premises = (_lemma5_premises(path.meta["lemma3_a"], p, "A", need, "Lemma 2: at least ⌈h_i/2⌉ zero columns")
-                + _lemma5_premises(path.meta["lemma3_b"], p, "B", need, "Lemma 2: at least ⌈h_i/2⌉ zero columns"))
+    premises = (_lemma5_premises(info.draw_a, p, "A", need, "Lemma 2: at least ⌈h_i/2⌉ zero columns")
+                + _lemma5_premises(info.draw_b, p, "B", need, "Lemma 2: at least ⌈h_i/2⌉ zero columns"))
     v = check_path(path, x, y, name="Theorem 2", bound=None, endpoint_losses={"L(θ_A)": la, "L(θ_B)": lb},
                    loss=loss, premises=premises, **kw)
     ka, kb = jax.random.split(key)
@@ -503,10 +503,9 @@ def check_theorem2_path(path: Path, net_a: _nets.Net, net_b: _nets.Net, key: jax
     bounds = {"A": lemma3_bound(net_a, na, x, y, loss=loss), "B": lemma3_bound(net_b, nb, x, y, loss=loss)}
     wl = _waypoint_losses(v.evaluation)
     v.extra.update(theta1_losses={"L(θ¹_A)": float(wl[1]), "L(θ¹_B)": float(wl[9])},
-                   part_max_loss=_part_max(v.evaluation, path.meta["parts"]), p=p,
-                   draws={"A": path.meta["lemma3_a"]["draws"], "B": path.meta["lemma3_b"]["draws"]},
-                   column_condition={"A": path.meta["lemma3_a"]["column_condition"],
-                                     "B": path.meta["lemma3_b"]["column_condition"]})
+                   part_max_loss=_part_max(v.evaluation, path.parts), p=p,
+                   draws={"A": info.draw_a.draws, "B": info.draw_b.draws},
+                   column_condition={"A": list(info.draw_a.column_condition), "B": list(info.draw_b.column_condition)})
     _noise_verdict(v, bounds, {}, {"L(θ_A)": la, "L(θ_B)": lb}, loss, y, net_a.arch.widths[-1], p)
     _apply_lemma2_parts(v, [_part_range(path, "Lemma 2")])
     return v
@@ -528,17 +527,18 @@ def check_theorem3_path(path: Path, net_a: _nets.Net, net_b: _nets.Net, key: jax
                         measure_kw: dict[str, Any] | None = None, **kw) -> TheoremVerdict:
     """:func:`check_theorem3` on an already built Theorem 3 path (``key`` draws the Definition 3 masks)."""
     loss = get_loss(loss)
-    p = float(path.meta["p"])
+    info: Theorem3Info = path.info
+    p = info.p
     la, lb = _pair_losses(net_a, net_b, x, y, loss)
-    hs, hstar = _nets.widths(net_a), path.meta["narrow_widths"]
+    hs, hstar = _nets.widths(net_a), list(info.narrow_widths)
     ratio = max(a / b for a, b in zip(hstar, hs))
     premises = [Premise("1.5·max_i h*_i/h_i ≤ p ≤ 3/4 (Theorem 3)", "held" if 1.5 * ratio <= p <= 0.75 else "failed",
                         p, f"{1.5 * ratio:.4g} ≤ p ≤ 0.75")]
-    premises += (_lemma5_premises(path.meta["lemma3_a"], p, "A", hstar, "Lemma 2 with θ*: at least h*_i zero columns")
-                 + _lemma5_premises(path.meta["lemma3_b"], p, "B", hstar, "Lemma 2 with θ*: at least h*_i zero columns"))
+    premises += (_lemma5_premises(info.draw_a, p, "A", hstar, "Lemma 2 with θ*: at least h*_i zero columns")
+                 + _lemma5_premises(info.draw_b, p, "B", hstar, "Lemma 2 with θ*: at least h*_i zero columns"))
     v = check_path(path, x, y, name="Theorem 3", bound=None, loss=loss, premises=premises, **kw)
     wl = _waypoint_losses(v.evaluation)
-    lstar = float(wl[path.meta["narrow_waypoint"]])  # the narrow way point computes θ*'s function
+    lstar = float(wl[info.narrow_waypoint])  # the narrow way point computes θ*'s function
     v.endpoint_losses = {"L(θ_A)": la, "L(θ_B)": lb, "L(θ*)": lstar}
     v.measured_excess = float(v.max_loss - max(la, lb, lstar))
     ka, kb = jax.random.split(key)
@@ -546,9 +546,9 @@ def check_theorem3_path(path: Path, net_a: _nets.Net, net_b: _nets.Net, key: jax
     nb = _noise(net_b, x, kb, p, None if noise is None else noise[1], dict(measure_kw or {}))
     bounds = {"A": lemma3_bound(net_a, na, x, y, loss=loss), "B": lemma3_bound(net_b, nb, x, y, loss=loss)}
     v.extra.update(theta1_losses={"L(θ¹_A)": float(wl[1]), "L(θ¹_B)": float(wl[12])},
-                   part_max_loss=_part_max(v.evaluation, path.meta["parts"]), p=p, narrow_widths=list(hstar),
-                   draws={"A": path.meta["lemma3_a"]["draws"], "B": path.meta["lemma3_b"]["draws"]})
+                   part_max_loss=_part_max(v.evaluation, path.parts), p=p, narrow_widths=list(hstar),
+                   draws={"A": info.draw_a.draws, "B": info.draw_b.draws})
     _noise_verdict(v, bounds, {"L(θ*)": lstar}, {"L(θ_A)": la, "L(θ_B)": lb}, loss, y, net_a.arch.widths[-1], p)
-    n = path.meta["narrow_waypoint"]
+    n = info.narrow_waypoint
     _apply_lemma2_parts(v, [(1, n), (n, 12)])
     return v

@@ -192,7 +192,7 @@ def test_permutation_path_certifies_in_the_widened_architecture(x64, net, data):
         align.permutation_path(net, perms)
     assert "\n" not in str(e.value)
     path = align.permutation_path(net, perms, widen=True)
-    assert path.meta["widened"] and path.meta["path_widths"] == [2 * h for h in nets.widths(net)]
+    assert path.info.widened and list(path.info.path_widths) == [2 * h for h in nets.widths(net)]
     arch = path.start.arch
     assert arch.widths[:-1] == tuple(2 * h for h in nets.widths(net))
     assert bitwise_equal(path.start, embed_narrow(net, arch))
@@ -213,7 +213,7 @@ def test_permutation_path_in_the_original_width_when_the_premise_holds(x64, net,
     net = data.draw(half_zero(net, mode="zero"))
     perms = _perms(data.draw, net)
     path = align.permutation_path(net, perms)
-    assert not path.meta["widened"] and path.start.arch == net.arch
+    assert not path.info.widened and path.start.arch == net.arch
     assert bitwise_equal(path.start, net) and bitwise_equal(path.end, align.apply_perms(net, perms))
     assert certify(path).ok
 

@@ -61,10 +61,10 @@ def test_lemma1_property(x64, net, data, compact):
     assert path.start is net
     assert bitwise_equal(path.end, theta_k(net, keep, 1, r))
     assert max_abs_diff(path.end, _theta_i_np(net, keep, r, 1, zero_rows=True)) <= 1e-12
-    for k, j in path.meta["theta_k"].items():  # way points θ_k (all of them in the literal path)
+    for k, j in path.info.theta_k.items():  # way points θ_k (all of them in the literal path)
         assert bitwise_equal(path.waypoints()[j], theta_k(net, keep, k, r))
     if not compact:
-        assert set(path.meta["theta_k"]) == set(range(1, d))
+        assert set(path.info.theta_k) == set(range(1, d))
     cert = certify(path)
     assert cert.ok, cert.summary()
     x = inputs(net, n=4)
@@ -161,12 +161,12 @@ def test_theorem2_and_lemma3_property(x64, net, data):
     assert path.claims[0] == path.claims[-1] == "dropout_interpolation"
     assert path.start is net and path.end is net_b
     # segment 0 ends at Algorithm 1's output with the recorded (redrawn) key
-    m = path.meta["lemma3_a"]
+    m = path.info.draw_a
     ka = jax.random.split(key)[0]
-    k_used = ka if m["draws"] == 1 else jax.random.fold_in(ka, m["draws"] - 1)
+    k_used = ka if m.draws == 1 else jax.random.fold_in(ka, m.draws - 1)
     assert bitwise_equal(path.segments[0].end, dropout.algorithm1(net, 0.75, k_used)[0])
     for i, h in enumerate(nets.widths(net), start=1):
-        assert m["dropped"][i - 1] >= math.ceil(h / 2)
+        assert m.dropped[i - 1] >= math.ceil(h / 2)
     cert = certify(path)
     assert cert.no_refuted and not cert.ok and cert.counts() == {"proved": 8, "measured": 2, "refuted": 0}, \
         cert.summary()
@@ -196,11 +196,11 @@ def test_theorem3_property(x64, net, data, embedded):
     path = theorem3(net, net_b, narrow, p, jax.random.PRNGKey(seed + 1))
     assert path.n_segments == 13
     assert path.start is net and path.end is net_b
-    star = path.waypoints()[path.meta["narrow_waypoint"]]
+    star = path.waypoints()[path.info.narrow_waypoint]
     x = inputs(net, n=4)
     np.testing.assert_allclose(apply(star, x), apply(narrow, x) if embedded else
                                apply(embed_narrow(narrow, net.arch), x), rtol=1e-12, atol=1e-12)
-    assert path.meta["narrow_widths"] == hstar
+    assert list(path.info.narrow_widths) == list(hstar)
     cert = certify(path)
     assert cert.no_refuted and not cert.ok and cert.counts() == {"proved": 11, "measured": 2, "refuted": 0}, \
         cert.summary()
@@ -269,11 +269,11 @@ def test_builders_check_their_premises():
 def test_lemma3_redraws_until_enough_columns_are_dropped_or_reports():
     net = _mlp((4, 6, 6, 3))
     path = lemma3(net, 0.5, jax.random.PRNGKey(3), min_dead=[3, 3])
-    assert all(dr >= 3 for dr in path.meta["dropped"])
+    assert all(dr >= 3 for dr in path.info.dropped)
     assert path.n_segments == 1 and path.claims == ("dropout_interpolation",)
     with pytest.raises(ValueError, match="no Algorithm 1 draw"):
         lemma3(net, 0.1, jax.random.PRNGKey(3), min_dead=[6, 6], max_resamples=5)
-    cc = path.meta["column_condition"]
+    cc = path.info.column_condition
     assert len(cc) == 2 and all(c > 0 for c in cc)
 
 

@@ -102,8 +102,8 @@ def _detour(path: Path, k: int, top) -> Path:
     x = s.replace_layer(d - 1, w=jnp.asarray(top, s.layers[-1]["w"].dtype))
     segs = list(path.segments[:k]) + [Segment(s, x, "top_layer", "detour out"), Segment(x, s, "top_layer", "detour back")] \
         + list(path.segments[k:])
-    parts = [(n, a if a <= k else a + 2, b if b < k else b + 2) for n, a, b in path.meta["parts"]]
-    return Path(segs, {**path.meta, "parts": parts}, connects=path.connects)
+    parts = [(n, a if a <= k else a + 2, b if b < k else b + 2) for n, a, b in path.parts]
+    return Path(segs, name=path.name, parts=parts, info=path.info, connects=path.connects)
 
 
 def _digits(n: int = 600):
@@ -131,7 +131,7 @@ def test_lemma2_detour_fails_the_check_and_honest_paths_hold(trained_pair):
     honest = check_theorem1_path(path, a, ka, b, kb, x, y, points_per_segment=5, line=False)
     assert honest.verdict == "holds" and honest.extra["lemma2_part_holds"], honest.summary()
     assert honest.max_loss_kind.startswith("every t")
-    (_, first, last), = [q for q in path.meta["parts"] if q[0] == "Lemma 2"]
+    (_, first, last), = [q for q in path.parts if q.name == "Lemma 2"]
     bad_top = -5.0 * np.asarray(path.segments[first + 1].start.layers[-1]["w"])
     detoured = _detour(path, first + 1, bad_top)
     assert certify(detoured).ok  # every segment of the detour is a proved top-layer move

@@ -497,7 +497,7 @@ def permutation_path(net: _nets.Net, perms: Perms, *, widen: bool = False) -> Pa
     units at positions ``0..h_i−1`` and zero units after them (:func:`stability.theory.paths.embed_narrow`: exactly
     the same function), extends each permutation by the identity on the added units, and runs Lemma 4
     there. The path then starts at the embedded θ_B and ends, bit for bit, at the embedded permuted copy —
-    it is a path in the WIDENED architecture, not in ``net``'s (``meta["widened"]``, ``meta["path_widths"]``).
+    it is a path in the WIDENED architecture, not in ``net``'s (``path.info.widened``, ``path.info.path_widths``).
     No function-preserving permutation path in the original width is claimed.
     """
     if not isinstance(net, _nets.Net):
@@ -527,9 +527,23 @@ def permutation_path(net: _nets.Net, perms: Perms, *, widen: bool = False) -> Pa
     path = lemma4(start, run)
     if not nets_equal(path.end, end):
         raise AssertionError("Lemma 4 did not end exactly at the permuted net (bug)")
-    meta = {**path.meta, "name": "Lemma 4 (permutation path)", "widened": widened,
-            "original_widths": list(hs), "path_widths": list(wide), "nonzero_units": n,
-            "perms": [p.tolist() for p in perms_t],
-            "note": ("the path lives in the widened architecture: θ_B and its permuted copy embedded with zero "
-                     "units at positions h_i..H_i−1" if widened else "the path lives in the net's own architecture")}
-    return Path(path.segments, meta, check=False, connects=(start, end))
+    info = PermutationPathInfo(
+        targets=path.info.targets, widened=widened, original_widths=tuple(hs), path_widths=tuple(wide),
+        nonzero_units=tuple(n), perms=tuple(tuple(p.tolist()) for p in perms_t),
+        note=("the path lives in the widened architecture: θ_B and its permuted copy embedded with zero units at "
+              "positions h_i..H_i−1" if widened else "the path lives in the net's own architecture"))
+    return Path(path.segments, name="Lemma 4 (permutation path)", info=info, check=False, connects=(start, end))
+
+
+@dataclasses.dataclass(frozen=True)
+class PermutationPathInfo:
+    """:func:`permutation_path`'s record: Lemma 4's targets, whether the path lives in a widened architecture
+    (and its widths), the nonzero units counted and the permutations applied."""
+
+    targets: dict[int, list[int]]
+    widened: bool
+    original_widths: tuple[int, ...]
+    path_widths: tuple[int, ...]
+    nonzero_units: tuple[int, ...]
+    perms: tuple[tuple[int, ...], ...]
+    note: str

@@ -371,7 +371,7 @@ def _theorem3(ctx: ReproContext, s: Scale, st: _Setup,
     line = evaluate_line(v.path.start, v.path.end, s.line_points, st.x, st.y)
     counts = v.certificate.counts()
     n_proved = counts["proved"]
-    lstar = float(ev.loss[v.path.meta["narrow_waypoint"], 0])
+    lstar = float(ev.loss[v.path.info.narrow_waypoint, 0])
     ref = max(float(ev.loss[0, 0]), float(ev.loss[-1, -1]), lstar)
     th1 = (float(ev.loss[1, 0]), float(ev.loss[-1, 0]))
     n = v.noise
@@ -414,7 +414,7 @@ def _theorem3(ctx: ReproContext, s: Scale, st: _Setup,
               [[q.name, q.status, f"{q.value:.4g}" if isinstance(q.value, float) else str(q.value), q.requirement]
                for q in v.premises])
     fig = plot_path(ev, line, title=f"Theorem 3 on MNIST conv nets ({h} filters, θ* of width {hstar}, p = {p:g})",
-                    parts=v.path.meta["parts"])
+                    parts=v.path.parts)
     ctx.report.figure(sec, fig, "fig2_theorem3.png", "Loss and accuracy along Theorem 3's path (segments shaded by "
                                                      "claim) and along the straight line between the same nets")
     d = v.to_dict()

@@ -398,7 +398,7 @@ def _theorem3_section(ctx: ReproContext, s: Scale, v: Any, ev: Any, line: Any, n
     sec.table(["quantity", "value"], [
         ["L(θ_A), L(θ_B) (path ends)", f"{path_end[0]:.4f}, {path_end[1]:.4f}"],
         ["L(θ¹_A), L(θ¹_B) (after Algorithm 1)", f"{wl[0]:.4f}, {wl[1]:.4f}"],
-        ["L(θ*)", f"{float(ev.loss[v.path.meta['narrow_waypoint'], 0]):.4f}"],
+        ["L(θ*)", f"{float(ev.loss[v.path.info.narrow_waypoint, 0]):.4f}"],
         ["path max loss (segment; sampled)", f"{float(ev.loss.max()):.4f} ({v.path.segments[worst].label})"],
         ["Lemma 2 parts ≤ max of their two ends (exact claim; on the noise samples)",
          str(v.extra["lemma2_part_holds"])],
@@ -423,14 +423,14 @@ def _theorem3_section(ctx: ReproContext, s: Scale, v: Any, ev: Any, line: Any, n
         ("path peak loss (sampled)", PAPER["path_peak_loss"], float(ev.loss.max()), "≈, read off Figure 3 right; "
          + note),
         ("path min accuracy", PAPER["path_min_acc"], ev.min_acc, "paper: ≥ .95 (Figure 3 right); " + note),
-        ("L(θ*) (narrow net)", None, float(ev.loss[v.path.meta["narrow_waypoint"], 0]),
+        ("L(θ*) (narrow net)", None, float(ev.loss[v.path.info.narrow_waypoint, 0]),
          f"widths {hstar}; the paper does not give it"),
         ("straight line peak loss", PAPER["line_peak_loss"], float(line.loss.max()), "§6 text / Figure 5; " + note),
         ("straight line min accuracy", PAPER["line_min_acc"], float(line.acc.min()), "§6 text / Figure 5; " + note),
     ]
     comparison_table(sec, rows)
     fig = plot_path(ev, line, title=f"Theorem 3 path θ_A → θ_B through θ* (widths {hstar}, p = {s.p:g})",
-                    parts=v.path.meta.get("parts", ()), failed=[f.index for f in cert.failures()])
+                    parts=v.path.parts, failed=[f.index for f in cert.failures()])
     ctx.report.figure(sec, fig, "fig3_theorem3_path.png",
                       "Figure 3 (right): training loss and accuracy along the 13-segment Theorem 3 path, segments "
                       "shaded by claim kind; dashed: the straight line θ_A → θ_B")

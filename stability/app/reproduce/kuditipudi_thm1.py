@@ -105,7 +105,7 @@ def run(ctx: ReproContext) -> dict[str, Any]:
         ("straight line max loss", None, v.line_max_loss, "the same end points"),
     ])
     fig = plot_path(v.evaluation, v.line, title=f"Theorem 1 on two {s.data} conv nets ({s.channels} channels, "
-                                                f"{s.steps} steps)", bound=v.bound, parts=v.path.meta["parts"])
+                                                f"{s.steps} steps)", bound=v.bound, parts=v.path.parts)
     ctx.report.figure(sec, fig, "thm1_path.png", "Loss and accuracy along the Theorem 1 path (segments shaded by "
                                                  "claim); dashed: the straight line between the same nets")
     d = v.to_dict()

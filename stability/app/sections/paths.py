@@ -179,7 +179,7 @@ def add_paths_section(report, ctx) -> dict[str, Any]:
                 "theorem2": "Theorem 2 path (10 segments, p = 3/4)",
                 "theorem3": f"Theorem 3 path (13 segments, narrow widths {list(hstar)}, p = {p3:.3g})"}
     for name, (v, secs) in results.items():
-        fig = plot_path(v.evaluation, v.line, title=captions[name], bound=v.bound, parts=v.path.meta.get("parts", ()),
+        fig = plot_path(v.evaluation, v.line, title=captions[name], bound=v.bound, parts=v.path.parts,
                         failed=[f.index for f in v.certificate.failures()])
         report.figure(sec, fig, f"paths_{name}.png", captions[name] + "; dashed: the straight line θ_A → θ_B")
         numbers[name] = _numbers(v, secs)

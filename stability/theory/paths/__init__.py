@@ -8,11 +8,14 @@ whole path in one batched call.
 
 from stability.theory.paths.lemma1 import lemma1, theta_k
 from stability.theory.paths.lemma2 import lemma2, lemma4
-from stability.theory.paths.path import CLAIM_KINDS, ClaimKind, Path, PathEval, Segment, nets_equal, path_point
+from stability.theory.paths.path import (CLAIM_KINDS, ClaimKind, DropoutDraw, Lemma1Info, Lemma4Info, Part, Path,
+                                         PathEval, Segment, Theorem1Info, Theorem2Info, Theorem3Info, nets_equal,
+                                         path_point)
 from stability.theory.paths.theorems import embed_narrow, lemma3, narrow_widths, theorem1, theorem2, theorem3
 
 __all__ = [
-    "Path", "Segment", "PathEval", "ClaimKind", "CLAIM_KINDS", "path_point", "nets_equal",
+    "Path", "Segment", "Part", "PathEval", "ClaimKind", "CLAIM_KINDS", "path_point", "nets_equal", "DropoutDraw",
+    "Lemma1Info", "Lemma4Info", "Theorem1Info", "Theorem2Info", "Theorem3Info",
     "lemma1", "theta_k", "lemma4", "lemma2", "lemma3", "theorem1", "theorem2", "theorem3",
     "embed_narrow", "narrow_widths",
 ]

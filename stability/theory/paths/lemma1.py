@@ -23,7 +23,7 @@ import numpy as np
 from stability.core import nets as _nets
 from stability.theory.dropout import KeptSets, make_kept_sets
 from stability.core.units import EditNet
-from stability.theory.paths.path import Path, Segment
+from stability.theory.paths.path import Lemma1Info, Path, Segment
 
 __all__ = ["lemma1", "lemma1_states", "theta_k"]
 
@@ -152,7 +152,7 @@ def lemma1(net: _nets.Net, keep: KeptSets | Sequence[Sequence[int]], r: float | 
     :class:`~stability.theory.dropout.KeptSets`; ``r``: one rescale or one per hidden layer (default: the
     kept sets' own, else 2). The literal path has ``6d−10`` segments (base (a), (b), then six per
     level); ``compact=True`` merges adjacent type-(b) segments into ``4d−6`` (the paper's Figure 1
-    for d = 3). ``path.meta["theta_k"][k]`` is the way-point index of ``θ_k``.
+    for d = 3). ``path.info.theta_k[k]`` is the way-point index of ``θ_k``.
     """
     if net.depth < 2:
         raise ValueError(f"Lemma 1 needs a net with at least one hidden layer (d ≥ 2), got d = {net.depth}")
@@ -189,6 +189,6 @@ def lemma1(net: _nets.Net, keep: KeptSets | Sequence[Sequence[int]], r: float | 
     expect = 4 * d - 6 if compact else 6 * d - 10
     assert len(segs) == expect, (len(segs), expect)
     # the claimed end θ_1 is built directly from its definition, independently of the segment chain
-    return Path(segs, {"name": "Lemma 1" + (" (compact)" if compact else ""), "kept": ks.to_dict(),
-                       "theta_k": theta_idx, "compact": compact}, check=False,
+    return Path(segs, name="Lemma 1" + (" (compact)" if compact else ""),
+                info=Lemma1Info(ks.to_dict(), dict(theta_idx), compact), check=False,
                 connects=(net, _theta_k(_Plan(net, ks), 1).to_net()))

@@ -22,7 +22,7 @@ import numpy as np
 from stability.core import nets as _nets
 from stability.core import units as _units
 from stability.core.units import EditNet, live_units, nonzero_units
-from stability.theory.paths.path import Path, Segment
+from stability.theory.paths.path import Lemma4Info, Path, Segment
 
 __all__ = ["lemma4", "lemma2", "lemma2_states", "lemma4_states", "live_units", "nonzero_units", "free_sigma"]
 
@@ -144,7 +144,7 @@ def lemma4(net: _nets.Net, perm: Sequence[Sequence[int] | None] | Mapping[int, S
     target = net
     for i, t in tau_all.items():  # the claimed end: the permuted net, built by the unit view directly
         target = _units.permute_units(target, i, np.argsort(t))
-    return Path(segs, {"name": "Lemma 4", "targets": {i: tau[i].tolist() for i in tau}}, check=False,
+    return Path(segs, name="Lemma 4", info=Lemma4Info({i: tau[i].tolist() for i in tau}), check=False,
                 connects=(net, target))
 
 
@@ -246,4 +246,4 @@ def lemma2(net: _nets.Net, net2: _nets.Net) -> Path:
         raise AssertionError("Lemma 2 construction did not end exactly at θ′ (bug)")
     seq = [net] + [s.to_net() for s, _, _ in states[:-1]] + [net2]
     segs = [Segment(seq[j], seq[j + 1], c, lab) for j, (_, c, lab) in enumerate(states)]
-    return Path(segs, {"name": "Lemma 2"}, check=False, connects=(net, net2))
+    return Path(segs, name="Lemma 2", check=False, connects=(net, net2))

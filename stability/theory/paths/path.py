@@ -10,7 +10,7 @@ over the stacked way points (no Python loop over ``t``).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,8 @@ from stability.core.losses import Loss, cross_entropy
 if TYPE_CHECKING:
     from stability.core.polycurve import PolyCurve
 
-__all__ = ["ClaimKind", "CLAIM_KINDS", "Segment", "Path", "PathEval", "path_point", "nets_equal"]
+__all__ = ["ClaimKind", "CLAIM_KINDS", "Segment", "Path", "Part", "PathEval", "path_point", "nets_equal", "DropoutDraw",
+           "Lemma1Info", "Lemma4Info", "Theorem1Info", "Theorem2Info", "Theorem3Info"]
 
 ClaimKind = Literal["top_layer", "function_preserving", "copy_shift", "dropout_interpolation", "free"]
 CLAIM_KINDS: tuple[str, ...] = ("top_layer", "function_preserving", "copy_shift", "dropout_interpolation", "free")
@@ -143,19 +144,95 @@ def _cpu_chunk(net: _nets.Net, x, n_points: int, batch_size: int | None) -> int:
     return int(max(1, min(chunk, 2 ** int(np.log2(target)))))
 
 
+class Part(NamedTuple):
+    """A named run of segments ``start … stop−1`` of a path (e.g. Theorem 1's "Lemma 2" part)."""
+
+    name: str
+    start: int
+    stop: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DropoutDraw:
+    """The Algorithm 1 draw behind a Lemma 3 segment: the dropout probability, how many draws the builder took
+    (it redraws until enough columns are dropped), the dropped column count and multipliers per hidden layer,
+    the kept sets, ``p·h_min`` and the column condition ``max_j ‖[A_i]_j‖/(√p‖A_i‖_F)`` for layers 2..d."""
+
+    p: float
+    draws: int
+    dropped: tuple[int, ...]
+    deltas: tuple[np.ndarray, ...]
+    kept: dict[str, Any]
+    p_times_hmin: float
+    column_condition: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["deltas"] = [np.asarray(v).tolist() for v in self.deltas]
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
+class Lemma1Info:
+    """Lemma 1's record: the kept sets, the way-point index of every ``θ_k`` and whether the path is compact."""
+
+    kept: dict[str, Any]
+    theta_k: dict[int, int]
+    compact: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Lemma4Info:
+    """Lemma 4's record: the target slot of every nonzero unit, per hidden layer."""
+
+    targets: dict[int, list[int]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Theorem1Info:
+    compact: bool
+    kept_a: dict[str, Any]
+    kept_b: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Theorem2Info:
+    p: float
+    draw_a: DropoutDraw
+    draw_b: DropoutDraw
+
+
+@dataclasses.dataclass(frozen=True)
+class Theorem3Info:
+    """Theorem 3's record: ``p``, the narrow widths ``h*_i``, where θ*'s units were placed and the index of the
+    way point that IS the placed narrow net."""
+
+    p: float
+    narrow_widths: tuple[int, ...]
+    narrow_positions: tuple[tuple[int, ...], ...]
+    narrow_waypoint: int
+    draw_a: DropoutDraw
+    draw_b: DropoutDraw
+
+
 class Path:
     """A piecewise-linear path: a tuple of :class:`Segment` whose ends meet exactly.
 
-    ``at(t)`` uses one time unit per segment: segment ``k`` covers ``t ∈ [k/n, (k+1)/n]``.
-    ``meta`` carries builder information (way point names, kept sets, masks, …).
+    ``at(t)`` uses one time unit per segment: segment ``k`` covers ``t ∈ [k/n, (k+1)/n]``. ``name`` and
+    ``parts`` (named runs of segments) describe it; ``info`` is its builder's typed record
+    (:class:`Lemma1Info`, :class:`DropoutDraw`, :class:`Theorem3Info`, …); ``connects`` the two nets it claims to
+    connect.
     """
 
-    def __init__(self, segments: Iterable[Segment], meta: dict[str, Any] | None = None, *,
-                 check: bool = True, connects: tuple[_nets.Net, _nets.Net] | None = None) -> None:
+    def __init__(self, segments: Iterable[Segment], *, name: str = "path", parts: Sequence[Part] | None = None,
+                 info: Any = None, check: bool = True, connects: tuple[_nets.Net, _nets.Net] | None = None) -> None:
         self.segments: tuple[Segment, ...] = tuple(segments)
         if not self.segments:
             raise ValueError("a path needs at least one segment")
-        self.meta: dict[str, Any] = dict(meta or {})
+        self.name = name
+        self.parts: tuple[Part, ...] = (tuple(Part(*q) for q in parts) if parts is not None
+                                        else (Part(name, 0, len(self.segments)),))
+        self.info = info
         if connects is not None:
             if len(connects) != 2:
                 raise ValueError(f"connects must be the pair (start net, end net), got {len(connects)} items")
@@ -232,43 +309,53 @@ class Path:
 
     # ---- algebra
     def concat(self, *others: "Path") -> "Path":
-        """This path followed by ``others`` (their ends must meet exactly)."""
+        """This path followed by ``others`` (their ends must meet exactly); each keeps its parts."""
         segs = list(self.segments)
-        parts = list(self.meta.get("parts", [(self.meta.get("name", "path"), 0, len(self.segments))]))
+        parts = list(self.parts)
         for o in others:
             n0 = len(segs)
             segs += list(o.segments)
-            parts.append((o.meta.get("name", "path"), n0, len(segs)))
+            parts += [Part(q.name, q.start + n0, q.stop + n0) for q in o.parts]
         stated = self.connects is not None and all(o.connects is not None for o in others)
-        return Path(segs, {"parts": parts},
+        return Path(segs, name=" + ".join([self.name] + [o.name for o in others]), parts=parts,
                     connects=(self.connects[0], others[-1].connects[1]) if stated and others else self.connects)
 
     def __add__(self, other: "Path") -> "Path":
         return self.concat(other)
 
+    def _like(self, segments: Sequence[Segment], *, check: bool, **changes: Any) -> "Path":
+        kw = {"name": self.name, "parts": self.parts, "info": self.info, "connects": self.connects, **changes}
+        return Path(segments, check=check, **kw)
+
     def reversed(self) -> "Path":
         """The same path walked backwards (every claim kind is symmetric in its end points)."""
-        meta = dict(self.meta)
-        meta["reversed"] = not meta.get("reversed", False)
-        if "name" in meta:
-            meta["name"] = meta["name"] + " (reversed)"
-        return Path([s.reversed() for s in reversed(self.segments)], meta, check=False,
-                    connects=None if self.connects is None else (self.connects[1], self.connects[0]))
+        n = self.n_segments
+        name = self.name[:-len(" (reversed)")] if self.name.endswith(" (reversed)") else self.name + " (reversed)"
+        return self._like([s.reversed() for s in reversed(self.segments)], check=False, name=name,
+                          parts=[Part(q.name, n - q.stop, n - q.start) for q in reversed(self.parts)],
+                          connects=None if self.connects is None else (self.connects[1], self.connects[0]))
 
     def relabel(self, prefix: str) -> "Path":
-        return Path([s.relabel(prefix) for s in self.segments], self.meta, check=False, connects=self.connects)
+        return self._like([s.relabel(prefix) for s in self.segments], check=False)
 
     def replace_segment(self, k: int, segment: Segment, *, check: bool = True) -> "Path":
         """A copy with segment ``k`` replaced (``check=False`` allows a break, e.g. to test certificates); the
         nets the path claims to connect stay the same."""
         segs = list(self.segments)
         segs[k] = segment
-        return Path(segs, self.meta, check=check, connects=self.connects)
+        return self._like(segs, check=check)
+
+    def part(self, name_prefix: str) -> Part:
+        """The first part whose name starts with ``name_prefix``."""
+        for q in self.parts:
+            if q.name.startswith(name_prefix):
+                return q
+        raise ValueError(f"the path has no part named {name_prefix!r}: {[q.name for q in self.parts]}")
 
     @staticmethod
     def straight(a: _nets.Net, b: _nets.Net, label: str = "straight line") -> "Path":
         """The one-segment straight line (claim ``free``: its loss can only be measured)."""
-        return Path([Segment(a, b, "free", label)], {"name": label}, connects=(a, b))
+        return Path([Segment(a, b, "free", label)], name=label, connects=(a, b))
 
     def summary(self) -> str:
         rows = [f"{k:>3}  {s.claim:<22} {s.label}" for k, s in enumerate(self.segments)]

@@ -21,7 +21,8 @@ from stability.core import units as _units
 from stability.core.units import EditNet, live_units, nonzero_units
 from stability.theory.paths.lemma1 import lemma1
 from stability.theory.paths.lemma2 import lemma2, lemma2_states
-from stability.theory.paths.path import Path, Segment
+from stability.theory.paths.path import (DropoutDraw, Part, Path, Segment, Theorem1Info, Theorem2Info,
+                                         Theorem3Info)
 
 __all__ = ["theorem1", "lemma3", "theorem2", "theorem3", "embed_narrow", "narrow_widths"]
 
@@ -30,10 +31,10 @@ def _relabel(path: Path, old: str, new: str) -> list[Segment]:
     return [Segment(s.start, s.end, s.claim, s.label.replace(old, new, 1)) for s in path.segments]
 
 
-def _parts(*named: tuple[str, int]) -> list[tuple[str, int, int]]:
+def _parts(*named: tuple[str, int]) -> list[Part]:
     out, k = [], 0
     for name, n in named:
-        out.append((name, k, k + n))
+        out.append(Part(name, k, k + n))
         k += n
     return out
 
@@ -53,10 +54,9 @@ def theorem1(net_a: _nets.Net, keep_a: KeptSets | Sequence[Sequence[int]], net_b
     mid = lemma2(pa.end, pb.end)
     segs = (_relabel(pa, "Lemma 1,", "Lemma 1 (θ_A),") + _relabel(mid, "Lemma 2,", "Lemma 2 (θ¹_A→θ¹_B),")
             + _relabel(pb.reversed(), "Lemma 1,", "Lemma 1 (θ_B, reversed),"))
-    meta = {"name": "Theorem 1" + (" (compact)" if compact else ""), "compact": compact,
-            "kept_a": ka.to_dict(), "kept_b": kb.to_dict(),
-            "parts": _parts(("Lemma 1 (θ_A)", len(pa)), ("Lemma 2", len(mid)), ("Lemma 1 (θ_B) reversed", len(pb)))}
-    return Path(segs, meta, check=True, connects=(net_a, net_b))
+    return Path(segs, name="Theorem 1" + (" (compact)" if compact else ""),
+                parts=_parts(("Lemma 1 (θ_A)", len(pa)), ("Lemma 2", len(mid)), ("Lemma 1 (θ_B) reversed", len(pb))),
+                info=Theorem1Info(compact, ka.to_dict(), kb.to_dict()), check=True, connects=(net_a, net_b))
 
 
 def _check_p(p: float, what: str) -> None:
@@ -90,12 +90,11 @@ def lemma3(net: _nets.Net, p: float, key: jax.Array, min_dead: Sequence[int] | N
         raise ValueError(
             f"{what}: no Algorithm 1 draw with p = {p} left at least {need} dropped columns per hidden layer "
             f"(widths {list(hs)}) in {max_resamples} draws; the premise 'at least that many zero columns' fails")
-    meta = {"name": what, "p": p, "draws": attempt + 1, "dropped": dropped,
-            "deltas": [np.asarray(x).tolist() for x in deltas],
-            "kept": kept_sets_from_deltas(deltas, p).to_dict(), "p_times_hmin": p * min(hs),
-            "column_condition": column_ratio(net, p)[1:].tolist()}
+    draw = DropoutDraw(p=float(p), draws=attempt + 1, dropped=tuple(dropped),
+                       deltas=tuple(np.asarray(x) for x in deltas), kept=kept_sets_from_deltas(deltas, p).to_dict(),
+                       p_times_hmin=float(p * min(hs)), column_condition=tuple(column_ratio(net, p)[1:].tolist()))
     seg = Segment(net, theta1, "dropout_interpolation", f"{what}, θ→θ¹ (Algorithm 1, p = {p:g})")
-    return Path([seg], meta, connects=(net, theta1))
+    return Path([seg], name=what, info=draw, connects=(net, theta1))
 
 
 def theorem2(net_a: _nets.Net, net_b: _nets.Net, key: jax.Array, p: float = 0.75,
@@ -113,9 +112,9 @@ def theorem2(net_a: _nets.Net, net_b: _nets.Net, key: jax.Array, p: float = 0.75
     lb = lemma3(net_b, p, kb, need, max_resamples, "Lemma 3 (θ_B)")
     mid = lemma2(la.end, lb.end)
     segs = (list(la.segments) + _relabel(mid, "Lemma 2,", "Lemma 2 (θ¹_A→θ¹_B),") + list(lb.reversed().segments))
-    meta = {"name": "Theorem 2", "p": p, "lemma3_a": la.meta, "lemma3_b": lb.meta,
-            "parts": _parts(("Lemma 3 (θ_A)", 1), ("Lemma 2", 8), ("Lemma 3 (θ_B) reversed", 1))}
-    return Path(segs, meta, check=True, connects=(net_a, net_b))
+    return Path(segs, name="Theorem 2",
+                parts=_parts(("Lemma 3 (θ_A)", 1), ("Lemma 2", 8), ("Lemma 3 (θ_B) reversed", 1)),
+                info=Theorem2Info(float(p), la.info, lb.info), check=True, connects=(net_a, net_b))
 
 
 # --------------------------------------------------------------------------- Theorem 3
@@ -217,9 +216,8 @@ def theorem3(net_a: _nets.Net, net_b: _nets.Net, narrow: _nets.Net, p: float, ke
     states = mid1 + mid2
     mids = [Segment(seq[j], seq[j + 1], c, lab) for j, (_, c, lab) in enumerate(states)]
     segs = list(la.segments) + mids + list(lb.reversed().segments)
-    meta = {"name": "Theorem 3", "p": p, "narrow_widths": list(hstar),
-            "narrow_positions": [q.tolist() for q in positions],
-            "lemma3_a": la.meta, "lemma3_b": lb.meta, "narrow_waypoint": 1 + len(mid1),
-            "parts": _parts(("Lemma 3 (θ_A)", 1), ("Lemma 2 → θ*", 8), ("Lemma 2 segs 1–3 → θ¹_B", 3),
-                            ("Lemma 3 (θ_B) reversed", 1))}
-    return Path(segs, meta, check=True, connects=(net_a, net_b))
+    info = Theorem3Info(p=float(p), narrow_widths=tuple(hstar), narrow_positions=tuple(tuple(q.tolist()) for q in positions),
+                        narrow_waypoint=1 + len(mid1), draw_a=la.info, draw_b=lb.info)
+    return Path(segs, name="Theorem 3",
+                parts=_parts(("Lemma 3 (θ_A)", 1), ("Lemma 2 → θ*", 8), ("Lemma 2 segs 1–3 → θ¹_B", 3),
+                             ("Lemma 3 (θ_B) reversed", 1)), info=info, check=True, connects=(net_a, net_b))
