@@ -484,27 +484,33 @@ def certify_node(problem: CrossingProblem, status: Any) -> _NodeResult:
 # --------------------------------------------------------------------------- search
 
 
-def local_search(X: Any, y: Any, units: int, restarts: int = 16, seed: int = 0) -> np.ndarray:
-    """Best ``B`` found by L-BFGS from ``restarts`` random starts (a witness: an UPPER bound on ``L*``)."""
+def _lbfgs(Xf: np.ndarray, yf: np.ndarray, B0: np.ndarray, maxiter: int = 3000) -> tuple[float, np.ndarray]:
+    """L-BFGS on ``F`` from ``B0`` (a local search; its result is only ever used as a witness)."""
     from scipy.optimize import minimize
 
-    Xf, yf = np.asarray(X, np.float64), np.asarray(y, np.float64)
-    d = Xf.shape[1]
+    units, d = B0.shape
 
     def fun(b: np.ndarray) -> tuple[float, np.ndarray]:
-        B = b.reshape(units, d)
-        P = Xf @ B.T
+        P = Xf @ b.reshape(units, d).T
         r = np.maximum(P, 0.0).sum(axis=1) - yf
         return float(0.5 * np.mean(r * r)), (((r[:, None] * (P > 0)).T @ Xf) / len(yf)).ravel()
 
+    res = minimize(fun, B0.ravel(), jac=True, method="L-BFGS-B",
+                   options={"maxiter": maxiter, "gtol": 1e-12, "ftol": 1e-15})
+    return float(res.fun), res.x.reshape(units, d)
+
+
+def local_search(X: Any, y: Any, units: int, restarts: int = 64, seed: int = 0) -> np.ndarray:
+    """Best ``B`` found by L-BFGS from ``restarts`` random starts and the zero net (a witness: an UPPER bound
+    on ``L*``)."""
+    Xf, yf = np.asarray(X, np.float64), np.asarray(y, np.float64)
+    d = Xf.shape[1]
     rng = np.random.default_rng(seed)
     best = (crossing_loss(np.zeros((units, d)), Xf, yf), np.zeros((units, d)))
     for _ in range(int(restarts)):
-        b0 = rng.normal(size=units * d) * rng.choice([0.1, 0.3, 1.0])
-        res = minimize(fun, b0, jac=True, method="L-BFGS-B",
-                       options={"maxiter": 3000, "gtol": 1e-12, "ftol": 1e-15})
-        if res.fun < best[0]:
-            best = (float(res.fun), res.x.reshape(units, d))
+        cand = _lbfgs(Xf, yf, rng.normal(size=(units, d)) * rng.choice([0.1, 0.3, 1.0]))
+        if cand[0] < best[0]:
+            best = cand
     return best[1]
 
 
@@ -608,7 +614,7 @@ def _one_blas_thread():
         yield
 
 
-def crossing_set_minimum(X: Any, y: Any, units: int, *, witness: Any = None, restarts: int = 16, seed: int = 0,
+def crossing_set_minimum(X: Any, y: Any, units: int, *, witness: Any = None, restarts: int = 64, seed: int = 0,
                          rel_gap: float = 1e-6, max_nodes: int = 200_000, time_limit: float = 600.0,
                          keep_certificates: bool = False, log: Callable[[str], None] | None = None,
                          progress_every: int = 500, h: int | None = None, sizes: dict[str, int] | None = None,
@@ -616,9 +622,13 @@ def crossing_set_minimum(X: Any, y: Any, units: int, *, witness: Any = None, res
     """Proved lower bound on ``min_B F(B)`` (``units`` ReLU units with unit output weights; Appendix C's S
     has ``units = h − 1``) by branch and bound over activation patterns with exact dual certificates.
 
-    ``witness`` (a ``(units, d)`` array; default: :func:`local_search` with ``restarts``; ``"zero"``: the
-    zero net) fixes the box; better points found during the search only tighten the closing test. Nodes
-    close once their certified bound is ≥ ``U·(1 − rel_gap)`` (U = best exact witness loss).
+    ``witness`` (a ``(units, d)`` array; default: :func:`local_search` with ``restarts``, and every node's
+    relaxed point is then polished by a short local search; ``"zero"``: the zero net and no local search
+    at all) fixes the box; better points found during the search only tighten the closing test. Nodes
+    close once their certified bound is ≥ ``U·(1 − rel_gap)`` (U = best exact witness loss). The search
+    stops at ``max_nodes`` solved nodes or ``time_limit`` seconds (then ``finished`` is False and the bound,
+    still proved, is the minimum over the open nodes too). ``log`` receives a progress line every
+    ``progress_every`` nodes; ``keep_certificates`` keeps every closed (and open) node's certificate.
     """
     Xi, yf, units = _check_data(X, y, units)
     for name, v, ok in (("rel_gap", rel_gap, 0 <= rel_gap < 1), ("max_nodes", max_nodes, max_nodes >= 1),
@@ -649,6 +659,8 @@ def _search(Xi: np.ndarray, yf: list[Fraction], units: int, *, witness: Any, res
         if B0.shape != (units, d) or not np.all(np.isfinite(B0)):
             raise ValueError(f"witness must be a finite ({units}, {d}) array, got shape {B0.shape}")
     yarr = [float(t) for t in yf]
+    Xf, yfl = Xi.astype(np.float64), np.array(yarr)
+    polish = witness is None
     U_exact = crossing_loss_exact(B0, Xi, yarr)
     problem = crossing_problem(Xi, yf, units, U_exact)
     best_B, best_U = B0, U_exact
@@ -675,11 +687,13 @@ def _search(Xi: np.ndarray, yf: list[Fraction], units: int, *, witness: Any, res
         res = certify_node(problem, status)
         nodes += 1
         unconverged += not res.converged
-        cand = crossing_loss(res.B, Xi, yarr)
+        cand, B = crossing_loss(res.B, Xi, yarr), res.B
+        if polish and cand < 2 * float(best_U):  # the relaxation's point, improved by a local search
+            cand, B = min((cand, B), _lbfgs(Xf, yfl, B, maxiter=500), key=lambda t: t[0])
         if cand < float(best_U) * (1 - 1e-12):
-            exact = crossing_loss_exact(res.B, Xi, yarr)
+            exact = crossing_loss_exact(B, Xi, yarr)
             if exact < best_U:
-                best_B, best_U = res.B.copy(), exact
+                best_B, best_U = np.array(B), exact
         bound = res.cert.bound
         if all(s != 0 for row in status for s in row):
             leaves += 1
@@ -735,7 +749,10 @@ def prove_barrier_bound(h: int, k: int | None = None, l: int | None = None, m: i
     """:func:`crossing_set_minimum` for Appendix C's dataset (``units = h − 1``): a proved lower bound on the
     barrier of every continuous path from :func:`~stability.counterexample.teacher_minimizer` to
     :func:`~stability.counterexample.student_minimizer` (any permutation of it)."""
-    s = ce.sizes(h, k, l, m, n)
+    try:
+        s = ce.sizes(h, k, l, m, n)
+    except TypeError as e:  # a non-integer size: refuse like any other bad size
+        raise ValueError(str(e)) from None
     X, y = ce.dataset(*s, dtype=np.int64)
     return crossing_set_minimum(X, y, s.h - 1, h=s.h, sizes={"k": s.k, "l": s.l, "m": s.m, "n": s.n}, **kw)
 
