@@ -279,6 +279,42 @@ def _int(v: Fraction | int) -> int:
     return int(f.numerator)
 
 
+@dataclasses.dataclass(frozen=True)
+class _RowData:
+    """One distinct row's relaxation coefficients, scaled to integers (computed once per problem)."""
+
+    x_one: np.ndarray            # x · 2^48
+    top_one: int                 # max(pre_hi, 0) · 2^48
+    top_v: int                   # max(pre_hi, 0) · 2^24
+    chord: tuple[np.ndarray, int, int] | None  # (−hi·x·2^48, (hi − lo)·2^48, −hi·lo·2^48) when lo < 0 < hi
+    always_active: bool          # lo ≥ 0
+
+
+_ROW_CACHE: dict[int, tuple[CrossingProblem, list[_RowData], np.ndarray]] = {}
+
+
+def _row_data(problem: CrossingProblem) -> tuple[list[_RowData], np.ndarray]:
+    """Scaled per-row data and the box's ``V`` entries for ``B`` (cached per problem object)."""
+    hit = _ROW_CACHE.get(id(problem))
+    if hit is not None and hit[0] is problem:
+        return hit[1], hit[2]
+    one = 1 << _SHIFT
+    out = []
+    for r, x in enumerate(problem.rows.tolist()):
+        lo, hi = problem.pre_lo[r], problem.pre_hi[r]
+        top = max(hi, Fraction(0))
+        chord = None
+        if lo < 0 < hi:
+            chord = (np.array([_int(-hi * xc * one) for xc in x], np.int64), _int((hi - lo) * one), _int(-hi * lo * one))
+        out.append(_RowData(np.array([_int(xc * one) for xc in x], np.int64), _int(top * one),
+                            _int(top * (1 << _BITS)), chord, lo >= 0))
+    vb = np.array([_int(max(abs(a), abs(b)) * (1 << _BITS)) for a, b in zip(problem.b_lo, problem.b_hi)], np.int64)
+    if len(_ROW_CACHE) > 8:
+        _ROW_CACHE.clear()
+    _ROW_CACHE[id(problem)] = (problem, out, vb)
+    return out, vb
+
+
 def _relaxation(problem: CrossingProblem, status: Status) -> _Relaxation:
     """The node's convex relaxation, which contains ``(B, z = φ(pre))`` for every point ``B`` of the node
     inside the box: statused (row, unit) pairs keep their sign constraint (active: the output is the
@@ -286,59 +322,60 @@ def _relaxation(problem: CrossingProblem, status: Status) -> _Relaxation:
     ``z`` with ``z ≥ 0``, ``z ≥ pre``, ``z ≤ max(pre_hi, 0)`` and the chord ``(hi − lo) z ≤ hi (pre − lo)``
     when ``lo < 0 < hi`` (or ``z ≤ pre`` when ``lo ≥ 0``); the box bounds every ``b_jc``."""
     R, d, u = problem.rows, problem.dim, problem.units
+    data, vb = _row_data(problem)
     n_b = u * d
     mode: dict[tuple[int, int], int] = {}
     for a, r in enumerate(problem.branch):
         for j in range(u):
             mode[(r, j)] = status[a][j]
     zcols: dict[tuple[int, int], int] = {}
+    n_g = 2 * n_b
     for r in range(R.shape[0]):
         for j in range(u):
             if mode.get((r, j), 0) == 0:
                 zcols[(r, j)] = n_b + len(zcols)
+                n_g += 3 + (data[r].chord is not None or data[r].always_active)
+            else:
+                n_g += 1
     N = n_b + len(zcols)
-    M = np.zeros((R.shape[0], N), np.int64)
-    G: list[list[tuple[int, int]]] = []  # sparse rows: (column, integer coefficient · 2^48)
-    h: list[int] = []
     one = 1 << _SHIFT
-    V = [0] * N
-    for j in range(u):
-        for c in range(d):
-            V[j * d + c] = _int(max(abs(problem.b_lo[c]), abs(problem.b_hi[c])) * (1 << _BITS))
-    rows = R.tolist()
-
-    def pre(j: int, x: list[int], coef: Fraction | int) -> list[tuple[int, int]]:
-        return [(j * d + c, _int(coef * xc * one)) for c, xc in enumerate(x) if xc]
-
-    for r, x in enumerate(rows):
-        lo, hi = problem.pre_lo[r], problem.pre_hi[r]
-        top = max(hi, Fraction(0))
+    M = np.zeros((R.shape[0], N), np.int64)
+    G = np.zeros((n_g, N), np.int64)
+    h = np.zeros(n_g, np.int64)
+    V = np.zeros(N, np.int64)
+    V[:n_b] = np.tile(vb, u)
+    i = 0
+    for r in range(R.shape[0]):
+        rd = data[r]
         for j in range(u):
-            if (r, j) in zcols:
-                z = zcols[(r, j)]
+            sl = slice(j * d, (j + 1) * d)
+            z = zcols.get((r, j))
+            if z is not None:
                 M[r, z] = 1
-                V[z] = _int(top * (1 << _BITS))
-                G.append([(z, -one)]); h.append(0)                                     # z ≥ 0
-                G.append(pre(j, x, 1) + [(z, -one)]); h.append(0)                      # z ≥ b_j·x
-                G.append([(z, one)]); h.append(_int(top * one))                        # z ≤ max(hi, 0)
-                if lo < 0 < hi:                                                        # (hi−lo) z ≤ hi (pre − lo)
-                    G.append(pre(j, x, -hi) + [(z, _int((hi - lo) * one))]); h.append(_int(-hi * lo * one))
-                elif lo >= 0:                                                          # always active: z ≤ pre
-                    G.append(pre(j, x, -1) + [(z, one)]); h.append(0)
+                V[z] = rd.top_v
+                G[i, z] = -one                                                  # z ≥ 0
+                G[i + 1, sl] = rd.x_one; G[i + 1, z] = -one                     # z ≥ b_j·x
+                G[i + 2, z] = one; h[i + 2] = rd.top_one                        # z ≤ max(hi, 0)
+                i += 3
+                if rd.chord is not None:                                        # (hi−lo) z ≤ hi (pre − lo)
+                    G[i, sl] = rd.chord[0]; G[i, z] = rd.chord[1]; h[i] = rd.chord[2]
+                    i += 1
+                elif rd.always_active:                                          # lo ≥ 0: z ≤ pre
+                    G[i, sl] = -rd.x_one; G[i, z] = one
+                    i += 1
             else:
                 s = mode[(r, j)]
                 if s == 1:
-                    M[r, j * d:(j + 1) * d] = x
-                G.append(pre(j, x, -s)); h.append(0)                                  # s·(b_j·x) ≥ 0
-    for j in range(u):
-        for c in range(d):
-            G.append([(j * d + c, one)]); h.append(_int(problem.b_hi[c] * one))
-            G.append([(j * d + c, -one)]); h.append(_int(-problem.b_lo[c] * one))
-    Gd = np.zeros((len(G), N), np.int64)
-    for i, row in enumerate(G):
-        for col, v in row:
-            Gd[i, col] += v
-    return _Relaxation(M, Gd, np.array(h, np.int64), np.array(V, np.int64), zcols, n_b)
+                    M[r, sl] = R[r]
+                G[i, sl] = -s * rd.x_one                                        # s·(b_j·x) ≥ 0
+                i += 1
+    for k in range(n_b):
+        c = k % d
+        G[i, k] = one; h[i] = _int(problem.b_hi[c] * one)
+        G[i + 1, k] = -one; h[i + 1] = _int(-problem.b_lo[c] * one)
+        i += 2
+    assert i == n_g
+    return _Relaxation(M, G, h, V, zcols, n_b)
 
 
 # --------------------------------------------------------------------------- certificates
@@ -390,6 +427,8 @@ def _qp_ipm(Q: np.ndarray, q: np.ndarray, G: np.ndarray, h: np.ndarray, lbfun: C
     """``min ½vᵀQv + qᵀv`` s.t. ``Gv ≤ h`` by a Mehrotra primal–dual interior-point method on the slightly
     relaxed ``Gv ≤ h + δ(1 + |h|)`` (strictly feasible). Only used to CHOOSE a certificate: returns the
     iterate ``(v, λ)`` with the best float dual bound ``lbfun`` and whether the float gap closed."""
+    from scipy.linalg import cho_factor, cho_solve
+
     N, m = Q.shape[0], G.shape[0]
     h = h + delta * (1.0 + np.abs(h))
     v, s, lam = np.zeros(N), np.ones(m), np.ones(m)
@@ -412,15 +451,15 @@ def _qp_ipm(Q: np.ndarray, q: np.ndarray, G: np.ndarray, h: np.ndarray, lbfun: C
             if not np.all(np.isfinite(K)):
                 break
             try:
-                L = np.linalg.cholesky(K)
+                L = cho_factor(K)
             except np.linalg.LinAlgError:
                 try:
-                    L = np.linalg.cholesky(K + 1e-12 * np.trace(K) / N * np.eye(N))
+                    L = cho_factor(K + 1e-12 * np.trace(K) / N * np.eye(N))
                 except np.linalg.LinAlgError:
                     break
 
             def direction(rc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-                dv = np.linalg.solve(L.T, np.linalg.solve(L, -rd - G.T @ (D * rp - rc / s)))
+                dv = cho_solve(L, -rd - G.T @ (D * rp - rc / s))
                 dl = D * (G @ dv + rp) - rc / s
                 return dv, dl, -(rc + s * dl) / lam
 
@@ -500,7 +539,7 @@ def _lbfgs(Xf: np.ndarray, yf: np.ndarray, B0: np.ndarray, maxiter: int = 3000) 
     return float(res.fun), res.x.reshape(units, d)
 
 
-def local_search(X: Any, y: Any, units: int, restarts: int = 64, seed: int = 0) -> np.ndarray:
+def local_search(X: Any, y: Any, units: int, restarts: int = 32, seed: int = 0) -> np.ndarray:
     """Best ``B`` found by L-BFGS from ``restarts`` random starts and the zero net (a witness: an UPPER bound
     on ``L*``)."""
     Xf, yf = np.asarray(X, np.float64), np.asarray(y, np.float64)
@@ -614,7 +653,7 @@ def _one_blas_thread():
         yield
 
 
-def crossing_set_minimum(X: Any, y: Any, units: int, *, witness: Any = None, restarts: int = 64, seed: int = 0,
+def crossing_set_minimum(X: Any, y: Any, units: int, *, witness: Any = None, restarts: int = 32, seed: int = 0,
                          rel_gap: float = 1e-6, max_nodes: int = 200_000, time_limit: float = 600.0,
                          keep_certificates: bool = False, log: Callable[[str], None] | None = None,
                          progress_every: int = 500, h: int | None = None, sizes: dict[str, int] | None = None,
@@ -622,9 +661,8 @@ def crossing_set_minimum(X: Any, y: Any, units: int, *, witness: Any = None, res
     """Proved lower bound on ``min_B F(B)`` (``units`` ReLU units with unit output weights; Appendix C's S
     has ``units = h − 1``) by branch and bound over activation patterns with exact dual certificates.
 
-    ``witness`` (a ``(units, d)`` array; default: :func:`local_search` with ``restarts``, and every node's
-    relaxed point is then polished by a short local search; ``"zero"``: the zero net and no local search
-    at all) fixes the box; better points found during the search only tighten the closing test. Nodes
+    ``witness`` (a ``(units, d)`` array; default: :func:`local_search` with ``restarts``; ``"zero"``: the
+    zero net, no local search) fixes the box; every node's relaxed point is also tried as a witness; better points found during the search only tighten the closing test. Nodes
     close once their certified bound is ≥ ``U·(1 − rel_gap)`` (U = best exact witness loss). The search
     stops at ``max_nodes`` solved nodes or ``time_limit`` seconds (then ``finished`` is False and the bound,
     still proved, is the minimum over the open nodes too). ``log`` receives a progress line every
@@ -659,8 +697,6 @@ def _search(Xi: np.ndarray, yf: list[Fraction], units: int, *, witness: Any, res
         if B0.shape != (units, d) or not np.all(np.isfinite(B0)):
             raise ValueError(f"witness must be a finite ({units}, {d}) array, got shape {B0.shape}")
     yarr = [float(t) for t in yf]
-    Xf, yfl = Xi.astype(np.float64), np.array(yarr)
-    polish = witness is None
     U_exact = crossing_loss_exact(B0, Xi, yarr)
     problem = crossing_problem(Xi, yf, units, U_exact)
     best_B, best_U = B0, U_exact
@@ -687,9 +723,7 @@ def _search(Xi: np.ndarray, yf: list[Fraction], units: int, *, witness: Any, res
         res = certify_node(problem, status)
         nodes += 1
         unconverged += not res.converged
-        cand, B = crossing_loss(res.B, Xi, yarr), res.B
-        if polish and cand < 2 * float(best_U):  # the relaxation's point, improved by a local search
-            cand, B = min((cand, B), _lbfgs(Xf, yfl, B, maxiter=500), key=lambda t: t[0])
+        cand, B = crossing_loss(res.B, Xi, yarr), res.B  # the relaxation's point is a point of S too
         if cand < float(best_U) * (1 - 1e-12):
             exact = crossing_loss_exact(B, Xi, yarr)
             if exact < best_U:

@@ -174,7 +174,9 @@ def test_barrier_study_and_demo_section_write_their_outputs(tmp_path, monkeypatc
     report = Report(tmp_path / "demo")
     data = counterexample_demo.add_counterexample_section(report, Ctx())
     assert data["exact_all_hold"] is True
+    assert set(data["proved"]) == {"2"} and data["proved"]["2"]["finished"]
+    assert 0.0211 < data["proved"]["2"]["lower_bound"] <= data["evidence"]["per_h"][0]["crossing_set_best"]
     md = (tmp_path / "demo" / "report.md").read_text()
-    assert "Theorem 4 counterexample" in md and "EVIDENCE" in md
+    assert "Theorem 4 counterexample" in md and "EVIDENCE" in md and "every path's barrier ≥" in md
     assert (tmp_path / "demo" / "thm4_data.png").exists() and (tmp_path / "demo" / "thm4_barriers.png").exists()
     assert "counterexample" in json.loads((tmp_path / "demo" / "summary.json").read_text())
