@@ -182,3 +182,23 @@ def test_bad_inputs_are_refused_with_one_line_errors(call, match):
     with pytest.raises(ValueError, match=match) as e:
         call()
     assert "\n" not in str(e.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(x=st.floats(1e-12, 1e3, allow_nan=False), digits=st.integers(2, 8))
+def test_printed_bounds_round_outward(x, digits):
+    from stability.counterexample_demo import fmt_down, fmt_up
+
+    assert float(fmt_down(x, digits)) <= x <= float(fmt_up(x, digits))
+    assert len(fmt_down(x, digits).lstrip("0.").replace(".", "").split("e")[0]) <= digits
+
+
+def test_report_rows_put_the_proved_bound_beside_the_curve_and_mark_uncomputed_h(run2):
+    from stability.counterexample_demo import PROVED_HEADER, proved_rows
+
+    evidence = {"per_h": [{"h": 2, "best_curve": {"barrier": 0.0237}}, {"h": 6, "best_curve": {"barrier": 0.004}}]}
+    rows = proved_rows(evidence, {2: run2.to_dict()}, max_h=3)
+    assert len(rows[0]) == len(PROVED_HEADER) and rows[0][0] == 2
+    assert float(rows[0][1]) <= run2.lower_bound and float(rows[0][2]) >= run2.upper_bound
+    assert float(rows[0][4]) >= 0.0237 - run2.lower_bound
+    assert rows[1][0] == 6 and rows[1][1].startswith("not computed (h > 3")
