@@ -28,7 +28,8 @@ so it vanishes somewhere: the path meets ``S = {(A, w) : w ≥ 0, min_u w_u = 0}
   fixed); the proved bound is the minimum of the certified bounds of the closed (and, if a limit
   stops the search, the open) nodes, rounded DOWN to a float.
 
-Numerically solved QPs only choose the certificates; no float result is trusted.
+Numerically solved QPs only choose the certificates; no float result is trusted. The solver is NumPy/SciPy:
+thousands of tiny QPs whose shapes change from node to node (a jitted solver would compile per shape).
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ __all__ = ["add_counterexample_section", "proved_rows", "fmt_down", "fmt_up", "Q
 
 QUICK_HS = (2, 3)
 FULL_HS = (2, 3, 4, 5, 6)
-# The proved bound's search time grows fast with h (shared 2-core CPU): h ≤ 3 < 2 s, h = 4 ≈ 15 s,
-# h = 5 ≈ 6 min, h = 6 does not finish in 10 min (docs/theory/theorem4_barrier.md).
+# The proved bound's search time grows fast with h (shared 2-core CPU): h ≤ 3 < 2 s, h = 4 ≈ 20 s,
+# h = 5 ≈ 5 min, h = 6 does not finish in 10 min (docs/theory/theorem4_barrier.md).
 PROVED_MAX_H_QUICK = 3
 PROVED_MAX_H_FULL = 4
 
@@ -152,7 +152,7 @@ def add_counterexample_section(report: Any, ctx: Any, *, hs: Sequence[int] | Non
         "(measured as the max over a grid of t, a lower estimate of that curve's true max) is an upper "
         "estimate of the smallest barrier, so the smallest barrier lies between the proved column and about "
         "the curve's value; the gap column is their difference."
-        + (f" This budget proves h ≤ {max_h} only (h = 4 takes ≈ 15 s, h = 5 ≈ 6 min)." if any(
+        + (f" This budget proves h ≤ {max_h} only (h = 4 takes ≈ 15 s, h = 5 ≈ 5 min)." if any(
             h > max_h for h in hs) else ""))
     sec.table(PROVED_HEADER, proved_rows(res, proved, max_h))
     secs = time.perf_counter() - t0

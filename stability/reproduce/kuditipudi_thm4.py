@@ -28,7 +28,7 @@ class Scale:
 
     hs: tuple[int, ...]
     study: str  # "quick" | "demo" | "full": a StudyConfig preset
-    proved_max_h: int = 3  # the proved bound for h ≤ this (h ≤ 3: < 2 s each, h = 4 ≈ 15 s, h = 5 ≈ 6 min)
+    proved_max_h: int = 3  # the proved bound for h ≤ this (h ≤ 3: < 2 s each, h = 4 ≈ 20 s, h = 5 ≈ 5 min)
 
 
 FULL = Scale(hs=(2, 3, 4, 5, 6), study="full", proved_max_h=5)
