@@ -217,7 +217,8 @@ def crossing_problem(X: Any, y: Any, units: int, upper: Fraction | float) -> Cro
             lo[c] = cand if lo[c] is None else max(lo[c], cand)
     if any(b is None for b in lo):
         missing = [c + 1 for c in range(d) if lo[c] is None]
-        raise ValueError(f"X has no sample −a·e_c for features {missing}: the box bound b_jc ≥ … needs one per feature")
+        raise ValueError(f"X has no sample −a·e_c for features {missing}: the box bound b_jc ≥ … needs one "
+                         "per feature")
     b_lo = [_dyadic_floor(b) for b in lo]  # type: ignore[arg-type]
     hi: list[Fraction | None] = [None] * d
     for r, x in enumerate(rows.tolist()):
@@ -306,7 +307,8 @@ def _row_data(problem: CrossingProblem) -> tuple[list[_RowData], np.ndarray]:
         top = max(hi, Fraction(0))
         chord = None
         if lo < 0 < hi:
-            chord = (np.array([_int(-hi * xc * one) for xc in x], np.int64), _int((hi - lo) * one), _int(-hi * lo * one))
+            chord = (np.array([_int(-hi * xc * one) for xc in x], np.int64), _int((hi - lo) * one),
+                     _int(-hi * lo * one))
         out.append(_RowData(np.array([_int(xc * one) for xc in x], np.int64), _int(top * one),
                             _int(top * (1 << _BITS)), chord, lo >= 0))
     vb = np.array([_int(max(abs(a), abs(b)) * (1 << _BITS)) for a, b in zip(problem.b_lo, problem.b_hi)], np.int64)
@@ -394,7 +396,7 @@ class RegionCertificate:
 
 
 def _exact_bound(problem: CrossingProblem, rel: _Relaxation, nu: Sequence[int], lam: Sequence[int]) -> Fraction:
-    """``νᵀc − ½ Σ_r (n/w_r) ν_r² − λᵀh − Σ_k |(Mᵀν − Gᵀλ)_k| V_k``, exactly (weak duality with the box)."""
+    """``νᵀc − ½ Σ_r (n/w_r) ν_r² − λᵀh − Σ_k |(Mᵀν − Gᵀλ)_k| V_k`` exactly."""
     if len(nu) != rel.M.shape[0] or len(lam) != rel.G_int.shape[0]:
         raise CertificateError(f"certificate sizes (nu {len(nu)}, lam {len(lam)}) do not match the node "
                                f"({rel.M.shape[0]} rows, {rel.G_int.shape[0]} constraints)")
@@ -422,7 +424,8 @@ def verify_certificate(problem: CrossingProblem, cert: RegionCertificate) -> Fra
     return got
 
 
-def _qp_ipm(Q: np.ndarray, q: np.ndarray, G: np.ndarray, h: np.ndarray, lbfun: Callable[[np.ndarray, np.ndarray], float],
+def _qp_ipm(Q: np.ndarray, q: np.ndarray, G: np.ndarray, h: np.ndarray,
+            lbfun: Callable[[np.ndarray, np.ndarray], float],
             const: float, tol: float = 1e-11, maxit: int = 60, delta: float = 1e-9,
             ) -> tuple[np.ndarray, np.ndarray, bool]:
     """``min ½vᵀQv + qᵀv`` s.t. ``Gv ≤ h`` by a Mehrotra primal–dual interior-point method on the slightly
@@ -663,7 +666,8 @@ def crossing_set_minimum(X: Any, y: Any, units: int, *, witness: Any = None, res
     has ``units = h − 1``) by branch and bound over activation patterns with exact dual certificates.
 
     ``witness`` (a ``(units, d)`` array; default: :func:`local_search` with ``restarts``; ``"zero"``: the
-    zero net, no local search) fixes the box; every node's relaxed point is also tried as a witness; better points found during the search only tighten the closing test. Nodes
+    zero net, no local search) fixes the box; every node's relaxed point is also tried as a witness;
+    better points found during the search only tighten the closing test. Nodes
     close once their certified bound is ≥ ``U·(1 − rel_gap)`` (U = best exact witness loss). The search
     stops at ``max_nodes`` solved nodes or ``time_limit`` seconds (then ``finished`` is False and the bound,
     still proved, is the minimum over the open nodes too). ``log`` receives a progress line every

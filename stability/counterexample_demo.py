@@ -152,8 +152,8 @@ def add_counterexample_section(report: Any, ctx: Any, *, hs: Sequence[int] | Non
         "(measured as the max over a grid of t, a lower estimate of that curve's true max) is an upper "
         "estimate of the smallest barrier, so the smallest barrier lies between the proved column and about "
         "the curve's value; the gap column is their difference."
-        + (f" This budget proves h ≤ {max_h} only (h = 4 takes ≈ 20 s, h = 5 ≈ 5 min, h = 6 does not finish in 10 min)." if any(
-            h > max_h for h in hs) else ""))
+        + (f" This budget proves h ≤ {max_h} only (h = 4 takes ≈ 20 s, h = 5 ≈ 5 min, h = 6 does not finish "
+           "in 10 min)." if any(h > max_h for h in hs) else ""))
     sec.table(PROVED_HEADER, proved_rows(res, proved, max_h))
     secs = time.perf_counter() - t0
     sec.text(f"Section time: {secs:.1f} s ({'quick' if ctx.quick else 'full'} budget).")

@@ -65,7 +65,8 @@ def run(ctx: ReproContext) -> dict[str, Any]:
         h = case["h"]
         rows += [(f"h = {h}: straight-line barrier", "> 0", case["straight"]["barrier"], "mean ½(f−y)²"),
                  (f"h = {h}: best learned-curve barrier", "> 0 (no zero-loss path)", case["best_curve"]["barrier"],
-                  "EVIDENCE (local optimisation, max on a t-grid): one path, ≈ an upper bound on the smallest barrier"),
+                  "EVIDENCE (local optimisation, max on a t-grid): one path, ≈ an upper bound on the "
+                  "smallest barrier"),
                  (f"h = {h}: every path's barrier ≥ (min over S)", "> 0 (Lemma 6; no number)",
                   fmt_down(proved[str(h)]["lower_bound"]) if str(h) in proved else None,
                   ("PROVED (exact certificates)" if proved[str(h)]["finished"] else "PROVED but search NOT finished")
