@@ -13,9 +13,10 @@ is a proof for that ``(h, k, l, m, n)``:
   every residue in every block (the pigeonhole step), and the dominance of rows ``k+1..l`` over
   rows ``1..k`` (two positive coefficients cannot give a constant output).
 
-Lemma 6 itself (and hence that every path between the minima has positive loss somewhere) is an
-argument about all of parameter space; it is NOT machine-checked here. The numerical evidence
-lives in :func:`stability.app.studies.counterexample_study.barrier_study`.
+Lemma 6 itself is an argument about all of parameter space; it is NOT machine-checked here. That
+every path between the minima has loss ≥ a proved positive number somewhere is established, for the
+default sizes and small h, by :mod:`proofs_check.thm4_barrier`. The numerical evidence lives in
+:func:`stability.app.studies.counterexample_study.barrier_study`.
 """
 
 from __future__ import annotations

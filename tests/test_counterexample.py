@@ -153,7 +153,7 @@ def test_barrier_study_and_demo_section_write_their_outputs(tmp_path, monkeypatc
     tiny = study.StudyConfig(kinds=("polychain",), bends=(3,), restarts=2, via_crossing=1, steps=300, grid=21,
                           crossing_restarts=2, crossing_steps=300, control_students=2, control_steps=300,
                           control_restarts=1, klm_h=2, klm_scales=(1, 2))
-    res = study.barrier_study((2,), cfg=tiny, out=tmp_path / "study", log=lambda s: None)
+    res = study.barrier_study((2,), cfg=tiny, out=tmp_path / "study")
     for name in ("thm4_barriers.json", "thm4_data.png", "thm4_barriers.png"):
         assert (tmp_path / "study" / name).stat().st_size > 0
     saved = json.loads((tmp_path / "study" / "thm4_barriers.json").read_text())
@@ -175,7 +175,9 @@ def test_barrier_study_and_demo_section_write_their_outputs(tmp_path, monkeypatc
     report = Report(tmp_path / "demo")
     data = counterexample_demo.add_counterexample_section(report, Ctx())
     assert data["exact_all_hold"] is True
+    assert set(data["proved"]) == {"2"} and data["proved"]["2"]["finished"]
+    assert 0.0211 < data["proved"]["2"]["lower_bound"] <= data["evidence"]["per_h"][0]["crossing_set_best"]
     md = (tmp_path / "demo" / "report.md").read_text()
-    assert "Theorem 4 counterexample" in md and "EVIDENCE" in md
+    assert "Theorem 4 counterexample" in md and "EVIDENCE" in md and "every path's barrier ≥" in md
     assert (tmp_path / "demo" / "thm4_data.png").exists() and (tmp_path / "demo" / "thm4_barriers.png").exists()
     assert "counterexample" in json.loads((tmp_path / "demo" / "summary.json").read_text())

@@ -83,8 +83,12 @@ def test_thm4_quick_exact_facts_and_positive_barriers(tmp_path):
     assert all(v > 1e-3 for v in headline["crossing_set_best"].values())  # no zero-loss point found on S
     assert all(v > 1e-3 for v in headline["best_curve_barrier"].values())
     assert headline["control_best_curve_barrier"]["3"] < min(headline["best_curve_barrier"].values())
+    # proved lower bound on every path's barrier ≤ what a learned path and a found point of S reach
+    assert set(headline["proved_barrier_lower_bound"]) == {"2", "3"} and all(headline["proved_search_finished"].values())
+    for h, lb in headline["proved_barrier_lower_bound"].items():
+        assert 0.009 < lb <= min(headline["best_curve_barrier"][h], headline["crossing_set_best"][h])
     md = (out / "report.md").read_text()
-    assert "## Paper vs ours" in md and "EVIDENCE" in md
+    assert "## Paper vs ours" in md and "EVIDENCE" in md and "PROVED" in md
     assert (out / "thm4_barriers.png").exists() and (out / "thm4_data.png").exists()
 
 

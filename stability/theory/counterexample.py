@@ -12,7 +12,8 @@ output weights all 1, because ``φ(f_1) − φ(f_2) = Σ_{j≥3} φ(f_j) = y``.
 
 The paper argues that every path between them crosses a point whose output weights are all
 ``≥ 0`` with one of them 0 (call this set S), and Lemma 6 says such a net cannot fit ``y``. What is
-exact is checked in :mod:`proofs_check.counterexample`; what this module measures —
+exact is checked in :mod:`proofs_check.counterexample`, and a proved lower bound on the loss over S
+(hence on every path's barrier) is computed in :mod:`proofs_check.thm4_barrier`; what this module measures —
 straight-line barriers, the best barrier of learned curves, the best loss found on S, the dependence on
 ``k, l, m`` and a generic-data control — lives in :mod:`stability.app.studies.counterexample_study` and is
 EVIDENCE, not proof. This module holds the construction only.
@@ -149,9 +150,9 @@ def student_minimizer(h: int, dtype: Any = jnp.float32, perm: Sequence[int] | No
 # weight is ≥ 0 at τ, and τ > 0. If all were > 0 at τ they would stay > 0 on some (τ − δ, τ],
 # contradicting the infimum; so one of them is 0. Hence every path meets
 #     S = {w ≥ 0, min_u w_u = 0} = {nets of width h−1 with non-negative output weights},
-# and barrier(any path) ≥ inf_S L. Lemma 6 says no point of S has loss 0 (that the infimum is
-# positive is not proved, in the appendix or here). We estimate inf_S L by restarts of projected Adam
-# (an UPPER estimate of the infimum), and the barrier from above by learned curves.
+# and barrier(any path) ≥ inf_S L. Lemma 6 says no point of S has loss 0; a PROVED positive lower
+# bound on inf_S L is computed in proofs_check.thm4_barrier. The study estimates inf_S L by restarts of
+# projected Adam (an UPPER estimate of the infimum), and the barrier from above by learned curves.
 
 
 def generic_teacher_data(h: int, n: int, seed: int = 0, dtype: Any = np.float32,
