@@ -51,7 +51,7 @@ def test_fit_host_loop_matches_scan(monkeypatch, dropout):
         monkeypatch.setenv("STABILITY_HOST_LOOP", mode)
         out[mode] = fit(net, x, y, cfg, progress=False)
     _leaves_close(out["0"][0], out["1"][0], 2e-5)
-    np.testing.assert_allclose(out["0"][1]["loss"], out["1"][1]["loss"], rtol=2e-5)
+    np.testing.assert_allclose(out["0"][1].loss, out["1"][1].loss, rtol=2e-5)
 
 
 def test_curve_training_and_evaluation_host_loop_match_scan(monkeypatch):

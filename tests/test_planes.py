@@ -39,7 +39,7 @@ def test_grid_evaluation_matches_direct_evaluation(x64):
     y = jnp.asarray(np.arange(9) % 3)
     g = planes.evaluate_plane(p, x, y, resolution=5)
     for i, j in [(0, 0), (2, 3), (4, 4)]:
-        net = p.point(g["a"][j], g["b"][i])
+        net = p.point(g["alpha"][j], g["beta"][i])
         direct = float(jnp.mean(losses.cross_entropy(nets.apply(net, x), y)))
         assert g["loss"][i, j] == pytest.approx(direct, rel=1e-10)
     fig = plot_plane(p, g, curves={"segment": [nets.lerp(w[0], w[1], jnp.float64(t)) for t in (0, .5, 1)]})
