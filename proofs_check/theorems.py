@@ -47,6 +47,7 @@ import numpy as np
 from stability.theory import cushions as _cushions
 from stability.core import nets as _nets
 from stability.theory.dropout import KeptSets, dropout_stability, make_kept_sets
+from stability.core.chunks import padded_chunks
 from stability.core.evaluate import EvalResult, choose_sizes, evaluate_line, evaluate_nets
 from stability.core.losses import Loss, cross_entropy, get_loss
 from stability.theory.paths import lemma1
@@ -209,11 +210,7 @@ def function_changes(path: Path, segments: Sequence[int], t: np.ndarray, x) -> t
     x = jnp.asarray(x, dtype)
     s = (np.asarray(segments)[:, None] + t[None, :]).reshape(-1)
     _, chunk = choose_sizes(path.start, _nets.apply, x, s.size, batch_size=x.shape[0])
-    outs = []
-    for c in range(0, s.size, chunk):
-        part = s[c:c + chunk]
-        pad = np.concatenate([part, np.full(chunk - part.size, part[-1])])
-        outs.append(np.asarray(_outputs_at(stacked, jnp.asarray(pad, dtype), x))[: part.size])
+    outs = [np.asarray(_outputs_at(stacked, jnp.asarray(pad, dtype), x))[:m] for pad, m in padded_chunks(s, chunk)]
     out = np.concatenate(outs).reshape(len(segments), t.size, x.shape[0], -1).astype(np.float64)
     change = np.abs(out - out[:, :1]).reshape(len(segments), -1).max(axis=1)
     scale = np.abs(out[:, 0]).reshape(len(segments), -1).max(axis=1)

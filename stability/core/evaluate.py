@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stability.core import nets as _nets
+from stability.core.chunks import padded_chunks
 from stability.core.progress import Progress
 from stability.core.hostloop import use_host_loop
 from stability.core.losses import Loss, accuracy, cross_entropy, get_loss
@@ -192,16 +193,13 @@ def evaluate(
     mb = mb.astype(dtype)
     losses, accs = [], []
     run_chunk = _eval_chunk_host if use_host_loop(sample) else _eval_chunk
-    n_chunks = -(-ts_np.size // chunk)
-    chunk = -(-ts_np.size // n_chunks)  # balanced chunks: pad at most n_chunks − 1 points, not chunk − 1
     bar = Progress(ts_np.size, "evaluation", unit="points", enabled=progress)
-    for c in range(n_chunks):
-        part = ts_np[c * chunk:(c + 1) * chunk]
-        padded = np.concatenate([part, np.full(chunk - part.size, part[-1])])
+    # balanced chunks: pad at most (number of chunks − 1) points, not chunk − 1
+    for padded, m in padded_chunks(ts_np, chunk, balanced=True):
         ls, acs = run_chunk(point_fn, apply_fn, loss, classify, theta, jnp.asarray(padded, dtype), xb, yb, mb)
-        losses.append(np.asarray(ls)[: part.size])
-        accs.append(np.asarray(acs)[: part.size])
-        bar.advance(part.size)
+        losses.append(np.asarray(ls)[:m])
+        accs.append(np.asarray(acs)[:m])
+        bar.advance(m)
     n = x.shape[0]
     loss_arr = np.concatenate(losses) / n
     acc_arr = np.concatenate(accs) / n if classify else np.full(ts_np.size, np.nan)

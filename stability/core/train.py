@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +23,9 @@ from stability.core.losses import Loss, accuracy, get_loss, l2_penalty
 from stability.core.progress import Progress
 
 Array = jax.Array
+Optimizer = Literal["sgd", "momentum", "adam"]
+ScheduleName = Literal["constant", "cosine", "linear", "step"]
+LossName = Literal["cross_entropy", "squared_error"]
 
 __all__ = ["TrainConfig", "History", "fit", "MinibatchOrder", "make_optimizer", "make_schedule", "KerasDecay", "dropout_scales", "save", "load",
            "CheckpointError"]
@@ -39,14 +42,14 @@ class TrainConfig:
 
     steps: int = 1000
     batch_size: int = 64
-    optimizer: str = "sgd"
+    optimizer: Optimizer = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
-    schedule: str = "constant"
+    schedule: ScheduleName = "constant"
     weight_decay: float = 0.0
     dropout: float | tuple[float, ...] = 0.0
     channelwise: bool = True
-    loss: str = "cross_entropy"
+    loss: LossName = "cross_entropy"
     seed: int = 0
     log_every: int = 100
 

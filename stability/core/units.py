@@ -232,19 +232,30 @@ def scale_cols(net: Net, scales: Sequence[Array | np.ndarray | None]) -> Net:
 
 
 def col_norms(net: Net, i: int) -> np.ndarray:
-    """Frobenius norm of every unit's column of hidden layer ``i`` (its whole kernel slice for conv layers)."""
+    """Frobenius norm of every unit's column of hidden layer ``i`` (its whole kernel slice for conv layers;
+    concrete weights only: a host array)."""
+    _concrete(net, "col_norms")
     w = np.asarray(net.A(i + 1), np.float64)
     return np.sqrt(np.sum(np.moveaxis(w, 1, 0).reshape(w.shape[1], -1) ** 2, axis=1))
 
 
+def _concrete(net: Net, what: str) -> None:
+    if _traced(net):
+        raise TypeError(f"{what} returns index sets, so it needs concrete weights; it cannot run under jax.jit / vmap "
+                        f"(call it outside the traced function)")
+
+
 def dead_units(net: Net) -> dict[int, np.ndarray]:
-    """Hidden layer → indices of units whose column is exactly 0 (they cannot affect the output)."""
+    """Hidden layer → indices of units whose column is exactly 0 (they cannot affect the output). Needs concrete
+    weights (not under ``jit``: it returns index sets)."""
+    _concrete(net, "dead_units")
     e = EditNet.of(net)
     return {i: np.flatnonzero(~e.col_nonzero(i)) for i in range(1, net.depth)}
 
 
 def zero_units(net: Net) -> dict[int, np.ndarray]:
-    """Hidden layer → indices of units whose row and column are both exactly 0."""
+    """Hidden layer → indices of units whose row and column are both exactly 0 (concrete weights only)."""
+    _concrete(net, "zero_units")
     e = EditNet.of(net)
     return {i: np.flatnonzero(~e.col_nonzero(i) & ~e.row_nonzero(i)) for i in range(1, net.depth)}
 
@@ -279,7 +290,9 @@ class EditNet:
 
     @classmethod
     def of(cls, net: Net, copy: bool = True) -> "EditNet":
-        """A host copy of ``net`` (``copy=False`` views host arrays without copying: read-only use)."""
+        """A host copy of ``net`` (``copy=False`` views host arrays without copying: read-only use). Needs concrete
+        weights: the buffer lives on the host."""
+        _concrete(net, "EditNet.of")
         conv = (lambda a: np.array(a, copy=True)) if copy else np.asarray
         w = [conv(net.A(i)) for i in range(1, net.depth + 1)]
         b = [None if net.bias(i) is None else conv(net.bias(i)) for i in range(1, net.depth + 1)]

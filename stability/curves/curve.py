@@ -56,7 +56,6 @@ __all__ = ["Curve", "polychain", "bezier", "straight", "point", "points", "curve
 _KINDS = ("polychain", "bezier")
 
 
-@jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
 class Curve:
     """A parametric curve ``φ_θ : [0, 1] → weights`` with ``φ(0) = ends[0]`` and ``φ(1) = ends[1]``.
@@ -74,14 +73,6 @@ class Curve:
         if self.kind not in _KINDS:
             raise ValueError(f"curve kind must be one of {_KINDS}, got {self.kind!r}")
 
-    def tree_flatten(self):
-        return (self.ends, self.bends), (self.kind, self.fix_ends)
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        ends, bends = children
-        return cls(tuple(ends), bends, *aux)
-
     @property
     def n_bends(self) -> int:
         """Number of bends ``n`` (control points strictly between the end points)."""
@@ -91,6 +82,9 @@ class Curve:
     def order(self) -> int:
         """Polynomial degree ``n + 1`` of the Bezier curve (number of segments of the polychain)."""
         return self.n_bends + 1
+
+
+jax.tree_util.register_dataclass(Curve, data_fields=["ends", "bends"], meta_fields=["kind", "fix_ends"])
 
 
 def _check_ends(w0: Any, w1: Any) -> None:

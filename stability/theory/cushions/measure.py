@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stability.core import nets as _nets
+from stability.core.chunks import padded_chunks
 from stability.core.progress import Progress
 from stability.theory.cushions.operators import _div, _fro, _norm, column_ratio
 from stability.theory.cushions.maps import _act, _check_x, _dims, _linear, _linearise, _sweep
@@ -115,13 +116,9 @@ def measure(net: _nets.Net, x, key: Array, *, p: float = 0.5, draws: int = 5,
     bs = int(batch_size) if batch_size else _default_batch(net, n, kt, np.dtype(dtype).itemsize, memory_budget)
     bs = max(1, min(bs, n))
     parts: list[dict[str, np.ndarray]] = []
-    n_chunks = -(-n // bs)
     bar = Progress(n, "noise stability", unit="samples", enabled=progress)
-    for c in range(n_chunks):
-        xc = x[c * bs:(c + 1) * bs]
-        m = xc.shape[0]
-        if m < bs:  # pad with real samples (no NaNs in the solver); trimmed below
-            xc = jnp.concatenate([xc, jnp.repeat(x[:1], bs - m, axis=0)])
+    # padding repeats a real sample (no NaNs in the solver); padded rows are trimmed below
+    for c, (xc, m) in enumerate(padded_chunks(x, bs, fill=x[:1])):
         st = _solve(net, xc, _seed(jax.random.fold_in(k_pow, c)), tol, max_iter, method, unroll) \
             if net.depth >= 2 else {"X": None}
         out = jax.device_get(_chunk(net, xc, scales, st["X"]))
@@ -178,11 +175,7 @@ def remeasure_smoothness(res: Cushions, net: _nets.Net, x, key: Array, p: float,
                                                             memory_budget)
     bs = max(1, min(bs, n))
     sm, inf = [], []
-    for c in range(-(-n // bs)):
-        xc = x[c * bs:(c + 1) * bs]
-        m = xc.shape[0]
-        if m < bs:
-            xc = jnp.concatenate([xc, jnp.repeat(x[:1], bs - m, axis=0)])
+    for xc, m in padded_chunks(x, bs, fill=x[:1]):
         out = jax.device_get(_smooth_chunk(net, xc, scales))
         sm.append(np.asarray(out["smoothness"])[:, :m])
         inf.append(np.asarray(out["inf_norm_ratio"])[:m])
