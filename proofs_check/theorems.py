@@ -52,8 +52,8 @@ from stability.core.evaluate import EvalResult, choose_sizes, evaluate_line, eva
 from stability.core.losses import Loss, cross_entropy, get_loss
 from stability.theory.paths import lemma1
 from stability.theory.paths import lemma2
-from stability.theory.paths import (DropoutDraw, Path, PathEval, Theorem2Info, Theorem3Info, path_point, theorem1,
-                                    theorem2, theorem3)
+from stability.theory.paths import (DropoutDraw, Path, PathEval, Theorem2Info, Theorem3Info, lemma5_min_dropped,
+                                    path_point, theorem1, theorem2, theorem3)
 
 from .certificates import Certificate, certify
 from .noise_bound import Lemma3Bound, Premise, lemma3_bound, zero_output_loss
@@ -423,7 +423,7 @@ def _lemma5_premises(draw: DropoutDraw, p: float, tag: str, need: Sequence[int],
     dropped = [int(v) for v in draw.dropped]
     widths = [len(dl) for dl in draw.deltas]
     frac = [dr / h for dr, h in zip(dropped, widths)]
-    ok5 = all(f >= 2 * p / 3 for f in frac)
+    ok5 = all(dr >= lemma5_min_dropped(p, h) for dr, h in zip(dropped, widths))
     okb = all(dr >= n for dr, n in zip(dropped, need))
     return [
         Premise(f"Lemma 5: at least 2p/3 of the columns dropped (θ_{tag}'s draw)", "held" if ok5 else "failed",

@@ -167,6 +167,7 @@ def test_theorem2_and_lemma3_property(x64, net, data):
     assert bitwise_equal(path.segments[0].end, dropout.algorithm1(net, 0.75, k_used)[0])
     for i, h in enumerate(nets.widths(net), start=1):
         assert m.dropped[i - 1] >= math.ceil(h / 2)
+        assert m.dropped[i - 1] >= 2 * 0.75 * h / 3 - 1e-9  # Lemma 5's event, conditioned on
     cert = certify(path)
     assert cert.no_refuted and not cert.ok and cert.counts() == {"proved": 8, "measured": 2, "refuted": 0}, \
         cert.summary()
@@ -201,6 +202,8 @@ def test_theorem3_property(x64, net, data, embedded):
     np.testing.assert_allclose(apply(star, x), apply(narrow, x) if embedded else
                                apply(embed_narrow(narrow, net.arch), x), rtol=1e-12, atol=1e-12)
     assert list(path.info.narrow_widths) == list(hstar)
+    for draw in (path.info.draw_a, path.info.draw_b):  # Lemma 2's free units and Lemma 5's event
+        assert all(dr >= k and dr >= 2 * p * h / 3 - 1e-9 for dr, k, h in zip(draw.dropped, hstar, hs))
     cert = certify(path)
     assert cert.no_refuted and not cert.ok and cert.counts() == {"proved": 11, "measured": 2, "refuted": 0}, \
         cert.summary()

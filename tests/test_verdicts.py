@@ -235,3 +235,19 @@ def test_unconverged_spectral_norms_warn_and_flag_epsilon(x64):
         warnings.simplefilter("error")  # converged: no warning
         ok = cushions.measure(net, x, jax.random.PRNGKey(0), draws=2, ts=(0.0, 0.5), tol=1e-6, max_iter=2000)
     assert ok.epsilon_converged() and ok.summary()["epsilon_flag"] is None
+
+
+def test_lemma5_premise_is_checked_on_the_draw_and_rejects_a_tampered_one():
+    from proofs_check.theorems import _lemma5_premises
+    from stability.theory.paths import DropoutDraw, lemma5_min_dropped
+
+    assert [lemma5_min_dropped(0.2, 32), lemma5_min_dropped(0.75, 10), lemma5_min_dropped(0.3, 10)] == [5, 5, 2]
+
+    def draw(dropped):
+        deltas = tuple(np.r_[np.zeros(k), np.ones(32 - k)] for k in dropped)
+        return DropoutDraw(0.2, 1, tuple(dropped), deltas, {}, 6.4, (1.0, 1.0))
+
+    good = _lemma5_premises(draw([5, 6, 5]), 0.2, "A", [4, 4, 4], "Lemma 2 with θ*")
+    assert [q.status for q in good] == ["held", "held"]
+    bad = _lemma5_premises(draw([5, 4, 5]), 0.2, "A", [4, 4, 4], "Lemma 2 with θ*")  # 4/32 = 0.125 < 2p/3
+    assert [q.status for q in bad] == ["failed", "held"] and bad[0].value == pytest.approx(0.125)

@@ -11,11 +11,12 @@ from stability.theory.paths.lemma2 import lemma2, lemma4
 from stability.theory.paths.path import (CLAIM_KINDS, ClaimKind, DropoutDraw, Lemma1Info, Lemma4Info, Part, Path,
                                          PathEval, Segment, Theorem1Info, Theorem2Info, Theorem3Info, nets_equal,
                                          path_point)
-from stability.theory.paths.theorems import embed_narrow, lemma3, narrow_widths, theorem1, theorem2, theorem3
+from stability.theory.paths.theorems import (embed_narrow, lemma3, lemma5_min_dropped, narrow_widths, theorem1,
+                                             theorem2, theorem3)
 
 __all__ = [
     "Path", "Segment", "Part", "PathEval", "ClaimKind", "CLAIM_KINDS", "path_point", "nets_equal", "DropoutDraw",
     "Lemma1Info", "Lemma4Info", "Theorem1Info", "Theorem2Info", "Theorem3Info",
     "lemma1", "theta_k", "lemma4", "lemma2", "lemma3", "theorem1", "theorem2", "theorem3",
-    "embed_narrow", "narrow_widths",
+    "embed_narrow", "narrow_widths", "lemma5_min_dropped",
 ]

@@ -64,6 +64,12 @@ def _check_p(p: float, what: str) -> None:
         raise ValueError(f"{what} premise violated: needs a dropout probability 0 < p ≤ 3/4, got p = {p}")
 
 
+def lemma5_min_dropped(p: float, h: int) -> int:
+    """Lemma 5's event for a layer of ``h`` units: at least ``2p/3`` of them dropped, i.e. at least
+    ``⌈2p·h/3⌉`` (a tolerance of 1e-9 keeps ``2p·h/3`` that is an integer up to rounding exact)."""
+    return int(math.ceil(2 * p * h / 3 - 1e-9))
+
+
 def lemma3(net: _nets.Net, p: float, key: jax.Array, min_dead: Sequence[int] | None = None,
            max_resamples: int = 200, what: str = "Lemma 3") -> Path:
     """Lemma 3: the single straight segment θ → θ^1 = Algorithm 1 on layers 2..d (claim
@@ -101,12 +107,13 @@ def theorem2(net_a: _nets.Net, net_b: _nets.Net, key: jax.Array, p: float = 0.75
              max_resamples: int = 200) -> Path:
     """Theorem 2 (10 segments): Lemma 3(θ_A) + Lemma 2(θ^1_A → θ^1_B) + reversed Lemma 3(θ_B).
 
-    ``p = 3/4`` as in the proof; a draw that leaves fewer than ``⌈h_i/2⌉`` zero columns in some
-    layer is redrawn (recorded in ``meta``), since Lemma 2 needs half the units dead.
+    ``p = 3/4`` as in the proof; a draw that leaves fewer than ``max(⌈h_i/2⌉, ⌈2p·h_i/3⌉)`` zero
+    columns in some layer is redrawn (recorded in ``info``): Lemma 2 needs half the units dead and the
+    proof conditions on Lemma 5's event (at least 2p/3 dropped).
     """
     _nets.check_same_arch(net_a, net_b, "Theorem 2's nets θ_A and θ_B")
     _check_p(p, "Theorem 2")
-    need = [math.ceil(h / 2) for h in _nets.widths(net_a)]
+    need = [max(math.ceil(h / 2), lemma5_min_dropped(p, h)) for h in _nets.widths(net_a)]
     ka, kb = jax.random.split(key)
     la = lemma3(net_a, p, ka, need, max_resamples, "Lemma 3 (θ_A)")
     lb = lemma3(net_b, p, kb, need, max_resamples, "Lemma 3 (θ_B)")
@@ -182,7 +189,9 @@ def theorem3(net_a: _nets.Net, net_b: _nets.Net, narrow: _nets.Net, p: float, ke
 
     ``narrow``: θ* with hidden widths ``h*_i`` (its own narrow architecture, or already embedded in
     the wide one with zero units). Premise ``1.5·max_i h*_i/h_i ≤ p ≤ 3/4`` (checked); draws of
-    Algorithm 1 leaving fewer than ``h*_i`` zero columns are redrawn.
+    Algorithm 1 are redrawn until every hidden layer has at least ``max(h*_i, ⌈2p·h_i/3⌉)`` zero
+    columns: Lemma 2's need of ``h*_i`` free units and Lemma 5's event (at least 2p/3 dropped), on
+    which the proof of Theorem 3 conditions.
     Loss ≤ max{L(θ_A)+Õ(√p ε), L(θ_B)+Õ(√p ε), L(θ*)}.
     """
     _nets.check_same_arch(net_a, net_b, "Theorem 3's nets θ_A and θ_B")
@@ -199,9 +208,10 @@ def theorem3(net_a: _nets.Net, net_b: _nets.Net, narrow: _nets.Net, p: float, ke
         raise ValueError(f"Theorem 3 premise 1.5·max_i h*_i/h_i ≤ p ≤ 3/4 violated: narrow widths {list(hstar)}, "
                          f"wide widths {list(hs)}, 1.5·max h*/h = {1.5 * ratio:.4g}, p = {p} "
                          f"({'the narrow net is too wide for p' if p < 1.5 * ratio else 'p > 3/4'})")
+    need = [max(hn, lemma5_min_dropped(p, h)) for hn, h in zip(hstar, hs)]
     ka, kb = jax.random.split(key)
-    la = lemma3(net_a, p, ka, hstar, max_resamples, "Lemma 3 (θ_A)")
-    lb = lemma3(net_b, p, kb, hstar, max_resamples, "Lemma 3 (θ_B)")
+    la = lemma3(net_a, p, ka, need, max_resamples, "Lemma 3 (θ_A)")
+    lb = lemma3(net_b, p, kb, need, max_resamples, "Lemma 3 (θ_B)")
     eb = EditNet.of(lb.end)
     positions = [np.setdiff1d(np.arange(h), live_units(eb, i))[: hstar[i - 1]] for i, h in enumerate(hs, start=1)]
     star = embed_narrow(narrow, arch, positions)
