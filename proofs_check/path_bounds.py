@@ -18,7 +18,7 @@ from stability.theory.paths.path import Path
 
 from .certificates import Certificate, certify
 
-__all__ = ["path_bound", "proved_claims"]
+__all__ = ["path_bound", "bound_certified_path", "proved_claims"]
 
 
 def proved_claims(cert: Certificate) -> list[str | None]:
@@ -38,7 +38,22 @@ def path_bound(path: Path, x, y, *, loss: Loss | str = cross_entropy, **kw: Any)
     if "certificate_claims" in kw:
         raise ValueError("path_bound derives certificate_claims from proofs_check.certify; do not pass them")
     loss = get_loss(loss)
-    cert = certify(path, loss)
+    return bound_certified_path(path, certify(path, loss), x, y, loss=loss, **kw)
+
+
+def bound_certified_path(path: Path, cert: Certificate, x, y, *, loss: Loss, **kw: Any) -> BoundResult:
+    """:func:`path_bound` given ``cert = certify(path, loss)`` (the checks certify once and bound with it).
+
+    The certificate must be the one of THIS path under THIS loss: its segment count and loss name are
+    checked, and only its ``proved`` claims are used."""
+    if len(cert.verdicts) != path.n_segments:
+        raise ValueError(f"the certificate has {len(cert.verdicts)} segment verdicts, the path {path.n_segments}")
+    if any(v.claim != seg.claim or v.label != seg.label for v, seg in zip(cert.verdicts, path.segments)):
+        raise ValueError("the certificate's segments do not match the path's (claims or labels differ)")
+    if cert.loss != loss.name:
+        raise ValueError(f"the certificate was made for the loss {cert.loss!r}, the bound is asked for {loss.name!r}")
+    if "certificate_claims" in kw:
+        raise ValueError("the certificate claims come from cert; do not pass certificate_claims")
     if cert.junctions:
         raise ValueError(f"path is discontinuous ({cert.junctions[0]}); only a continuous path can be bounded")
     return max_loss_bound(path.poly(), x, y, loss=loss, certificate_claims=proved_claims(cert), **kw)

@@ -4,9 +4,10 @@ Each ``check_*`` returns a :class:`TheoremVerdict` whose ``verdict`` is one of
 
 * ``"holds"`` — every segment is proved or measured (none refuted), every exact claim also checks out
   numerically, every premise holds, and the loss along the path is within the theorem's bound plus a stated
-  float tolerance;
+  float tolerance — for every t when ``holds_for_every_t`` is ``True`` (certified), otherwise at the
+  evaluated points only (the finding says which);
 * ``"fails"`` — a segment or the path is refuted, a proved claim fails numerically, or the loss exceeds the
-  bound (for a bound that holds only with some probability over Algorithm 1 masks, "fails" is about THIS
+  bound at a sampled point or, certified, somewhere in t (for a bound that holds only with some probability over Algorithm 1 masks, "fails" is about THIS
   draw of masks: Lemma 3 allows it with probability up to 3/4 per end);
 * ``"does not apply"`` — a premise fails; the failing premises are named in ``reason`` and ``premises``.
 
@@ -15,6 +16,13 @@ all ``t`` is at a way point (top-layer segments: the loss is ≤ the larger end 
 segments: it is constant), so the check's maximum is exact up to the float evaluation of the way-point
 losses. Otherwise (Algorithm 1 segments of Theorems 2/3, free segments) the maximum is SAMPLED at
 ``points_per_segment`` points per segment: a lower bound of the maximum over t, and said so.
+
+The CERTIFIED maximum (``certified_max``, on by default): :func:`proofs_check.path_bounds.path_bound`
+encloses ``max_{t∈[0,1]} L(path(t))`` on the same data, ``lower ≤ max ≤ upper``, both proved (float64,
+outward rounding; docs/theory/bounds.md). ``holds_for_every_t`` is ``True`` when ``upper ≤ bound + tol``
+(the statement is then proved for every t, not only at the samples), ``False`` when ``lower > bound + tol``
+(the bound is exceeded somewhere, proved), and ``None`` when the enclosure does not settle it, no bound
+applies, or the certified maximum was not asked for.
 
 Bounds:
 
@@ -50,12 +58,14 @@ from stability.theory.dropout import KeptSets, dropout_stability, make_kept_sets
 from stability.core.chunks import padded_chunks
 from stability.core.evaluate import EvalResult, choose_sizes, evaluate_line, evaluate_nets
 from stability.core.losses import Loss, cross_entropy, get_loss
+from stability.theory.bounds import BoundResult
 from stability.theory.paths import lemma1
 from stability.theory.paths import lemma2
 from stability.theory.paths import (DropoutDraw, Path, PathEval, Theorem2Info, Theorem3Info, lemma5_min_dropped,
                                     path_point, theorem1, theorem2, theorem3)
 
 from .certificates import Certificate, certify
+from .path_bounds import bound_certified_path
 from .noise_bound import Lemma3Bound, Premise, lemma3_bound, zero_output_loss
 
 __all__ = ["Verdict", "SegmentCheck", "TheoremVerdict", "check_path", "check_lemma1", "check_lemma2",
@@ -119,6 +129,7 @@ class TheoremVerdict:
     noise: dict[str, Any] | None = None
     line: EvalResult | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    certified_max: BoundResult | None = None
 
     @property
     def n_segments(self) -> int:
@@ -140,10 +151,31 @@ class TheoremVerdict:
             return None
         return float(self.line.loss.max() - max(self.line.loss[0], self.line.loss[-1]))
 
+    @property
+    def holds_for_every_t(self) -> bool | None:
+        """``True``: ``certified upper ≤ bound + tol`` (proved for every t); ``False``: ``certified lower >
+        bound + tol`` (proved exceeded); ``None``: not settled, no bound, a premise failed, or not computed."""
+        cb = self.certified_max
+        if cb is None or self.bound is None or any(q.status == "failed" for q in self.premises):
+            return None
+        if cb.upper <= self.bound + self.tol:
+            return True
+        return False if cb.lower > self.bound + self.tol else None
+
+    def certified_phrase(self) -> str:
+        """How the certified maximum reads: ``max over every t ∈ [lower, upper] (certified, …)``."""
+        cb = self.certified_max
+        return "max over every t not certified (not computed)" if cb is None else cb.describe()
+
     def finding(self) -> str:
         """One plain sentence: the verdict, the numbers behind it and what kind of maximum they are."""
         b = "no bound" if self.bound is None else f"bound {self.bound:.4g} ({self.bound_kind})"
-        s = f"{self.name} {self.verdict}: max loss {self.max_loss:.4g} ({self.max_loss_kind}) against {b}"
+        every = self.holds_for_every_t
+        scope = {True: " for every t (certified)", False: "", None: ""}[every]
+        if self.verdict == "holds" and every is None and self.certified_max is not None and self.bound is not None:
+            scope = " at the sampled points (the certified maximum does not settle every t)"
+        s = (f"{self.name} {self.verdict}{scope}: max loss {self.max_loss:.4g} ({self.max_loss_kind}); "
+             f"{self.certified_phrase()}; against {b}")
         s += "" if self.verdict == "holds" else f" — {self.reason}"
         return s + f"; certificate: {self.certificate.headline()}."
 
@@ -174,8 +206,17 @@ class TheoremVerdict:
                             "endpoints": list(self.certificate.endpoints)},
             "premises": [q.to_dict() for q in self.premises], "noise": _jsonable(self.noise),
             "line_max_loss": self.line_max_loss, "line_barrier": self.line_barrier,
+            "certified_max": None if self.certified_max is None else _bound_summary(self.certified_max),
+            "holds_for_every_t": self.holds_for_every_t,
             "extra": _jsonable(self.extra),
         }
+
+
+def _bound_summary(cb: BoundResult) -> dict[str, Any]:
+    """The certified maximum for ``summary.json``: the enclosure, how it stopped, its cost and its envelope."""
+    d = cb.to_dict()
+    return {k: d[k] for k in ("upper", "lower", "t_lower", "gap", "n_subintervals", "n_evaluations", "stop",
+                              "seconds", "rtol", "atol", "budget", "piece_upper", "piece_method", "envelope")}
 
 
 def _jsonable(v: Any) -> Any:
@@ -223,7 +264,8 @@ def _waypoint_losses(ev: PathEval) -> np.ndarray:
 
 
 def _decide(cert: Certificate, numerics_ok: bool, premises: Sequence[Premise], max_loss: float,
-            bound: float | None, tol: float, what_fails: str = "") -> tuple[Verdict, str]:
+            bound: float | None, tol: float, what_fails: str = "",
+            certified: BoundResult | None = None) -> tuple[Verdict, str]:
     """The three-valued verdict and its one-line reason (see the module docstring)."""
     if not cert.no_refuted:
         bad = cert.failures()
@@ -239,6 +281,13 @@ def _decide(cert: Certificate, numerics_ok: bool, premises: Sequence[Premise], m
         return "does not apply", "no bound was given"
     if max_loss > bound + tol:
         return "fails", f"max loss {max_loss:.6g} > bound {bound:.6g} + tolerance {tol:.2g}" + what_fails
+    if certified is not None and certified.lower > bound + tol:
+        return "fails", (f"the certified maximum over t is at least {certified.lower:.6g} (t = "
+                         f"{certified.t_lower:.4g}) > bound {bound:.6g} + tolerance {tol:.2g}, although the samples "
+                         "stay below" + what_fails)
+    if certified is not None and certified.upper <= bound + tol:
+        return "holds", (f"the loss is ≤ {certified.upper:.6g} for every t (certified) ≤ bound {bound:.6g} + "
+                         f"tolerance {tol:.2g}")
     return "holds", f"max loss {max_loss:.6g} ≤ bound {bound:.6g} + tolerance {tol:.2g}"
 
 
@@ -247,10 +296,15 @@ def check_path(path: Path, x, y, *, name: str = "path", bound: float | None = No
                points_per_segment: int = 61, loss: Loss | str = cross_entropy, fn_samples: int = 256,
                line: bool = True, tol: float | None = None, extra: dict[str, Any] | None = None,
                reference: float | None = None, premises: Sequence[Premise] = (),
-               what_fails: str = "") -> TheoremVerdict:
+               what_fails: str = "", certified_max: bool = True,
+               bound_options: dict[str, Any] | None = None) -> TheoremVerdict:
     """Certify ``path``, evaluate it on ``points_per_segment`` points of every segment, check every proved
     segment numerically against its claim, and decide the verdict against ``bound`` (+ ``tol``) and the
-    ``premises``. ``reference`` is the loss the excess is measured from (default: the larger end loss)."""
+    ``premises``. ``reference`` is the loss the excess is measured from (default: the larger end loss).
+
+    ``certified_max``: also enclose the maximum over every t (:func:`proofs_check.path_bound`, options
+    ``bound_options``: ``rtol``, ``atol``, ``max_subintervals``, ``method``); a certified lower end above the
+    bound makes the verdict "fails" (proved exceeded)."""
     loss = get_loss(loss)
     dtype = jax.tree_util.tree_leaves(path.start)[0].dtype
     rtol, ftol = tolerances(dtype)
@@ -287,7 +341,10 @@ def check_path(path: Path, x, y, *, name: str = "path", bound: float | None = No
         max_loss = ev.max_loss
         max_kind = (f"sampled at {points_per_segment} points per segment: a lower bound of the maximum over t "
                     f"on the {len(cert.measured())} measured segment(s)")
-    verdict, reason = _decide(cert, numerics_ok, premises, max_loss, bound, tol, what_fails)
+    cb = None
+    if certified_max and not cert.junctions:
+        cb = bound_certified_path(path, cert, x, y, loss=loss, **dict(bound_options or {}))
+    verdict, reason = _decide(cert, numerics_ok, premises, max_loss, bound, tol, what_fails, cb)
     line_res = None
     if line:
         line_res = evaluate_line(path.start, path.end, ev.t.size * path.n_segments, x, y, loss=loss)
@@ -299,6 +356,7 @@ def check_path(path: Path, x, y, *, name: str = "path", bound: float | None = No
         endpoint_losses=dict(endpoint_losses or {"start": float(ev.loss[0, 0]), "end": float(ev.loss[-1, -1])}),
         epsilon=epsilon, segment_max_loss=[float(v) for v in ev.segment_max()], segment_checks=checks,
         certificate=cert, evaluation=ev, path=path, premises=list(premises), line=line_res, extra=dict(extra or {}),
+        certified_max=cb,
     )
 
 
@@ -464,7 +522,8 @@ def _noise_verdict(v: TheoremVerdict, bounds: dict[str, Lemma3Bound], extra_term
         "lemma3": {t: b.to_dict() for t, b in bounds.items()},
     }
     v.verdict, v.reason = _decide(v.certificate, v.numerics_ok, v.premises, v.max_loss, v.bound, v.tol,
-                                  " for this draw of masks (Lemma 3 holds with probability ≥ 1/4 per end)")
+                                  " for this draw of masks (Lemma 3 holds with probability ≥ 1/4 per end)",
+                                  v.certified_max)
     v.bound_kind = "max{" + ", ".join(terms) + "} (e: the explicit Lemma 3 excess, docs/THEORY.md)"
 
 

@@ -353,3 +353,16 @@ def test_bad_input_is_refused_with_one_line(x64, case):
     with pytest.raises(ValueError, match=msg) as e:
         max_loss_bound(curve, x, y, **args)
     assert "\n" not in str(e.value)
+
+
+def test_float32_conv_nets_and_inputs_are_bounded_as_their_float64_values():
+    """Trained nets and data are float32: the bound works on their exact float64 values (a regression: the
+    shape probe once mixed float32 weights with float64 inputs in a convolution)."""
+    arch = CONVS[0]
+    a, b = random_net(arch, 3, jnp.float32), random_net(arch, 4, jnp.float32)
+    x, y = data(arch, 5)
+    r32 = max_loss_bound(PolyCurve.segment(np_tree(a), np_tree(b)), x.astype(np.float32), y, **KW)
+    a64, b64 = (jax.tree_util.tree_map(lambda v: np.asarray(v, np.float64), n) for n in (a, b))
+    r64 = max_loss_bound(PolyCurve.segment(np_tree(a64), np_tree(b64)), x.astype(np.float32).astype(np.float64), y,
+                         **KW)
+    assert r32.upper == r64.upper and r32.lower == r64.lower

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from proofs_check import certify
 from proofs_check.lemma3 import check_lemma3
-from proofs_check.theorems import check_theorem1_path, check_theorem2, check_theorem3
+from proofs_check.theorems import check_path, check_theorem1_path, check_theorem2, check_theorem3
 from stability.theory import cushions
 from stability import data
 from stability.theory import dropout
@@ -131,6 +131,12 @@ def test_lemma2_detour_fails_the_check_and_honest_paths_hold(trained_pair):
     honest = check_theorem1_path(path, a, ka, b, kb, x, y, points_per_segment=5, line=False)
     assert honest.verdict == "holds" and honest.extra["lemma2_part_holds"], honest.summary()
     assert honest.max_loss_kind.startswith("every t")
+    # certified for every t: every segment is proved, so the enclosure is the way points' (outward rounded)
+    cb = honest.certified_max
+    assert honest.holds_for_every_t is True and cb.converged, honest.finding()
+    assert cb.lower <= honest.max_loss * (1 + 1e-5) and honest.max_loss <= cb.upper * (1 + 1e-5)
+    assert cb.upper <= honest.bound + honest.tol and "for every t (certified)" in honest.finding()
+    assert honest.to_dict()["holds_for_every_t"] is True and honest.to_dict()["certified_max"]["stop"] == "tolerance"
     (_, first, last), = [q for q in path.parts if q.name == "Lemma 2"]
     bad_top = -5.0 * np.asarray(path.segments[first + 1].start.layers[-1]["w"])
     detoured = _detour(path, first + 1, bad_top)
@@ -251,3 +257,24 @@ def test_lemma5_premise_is_checked_on_the_draw_and_rejects_a_tampered_one():
     assert [q.status for q in good] == ["held", "held"]
     bad = _lemma5_premises(draw([5, 4, 5]), 0.2, "A", [4, 4, 4], "Lemma 2 with θ*")  # 4/32 = 0.125 < 2p/3
     assert [q.status for q in bad] == ["failed", "held"] and bad[0].value == pytest.approx(0.125)
+
+
+def test_a_spike_between_samples_fails_only_through_the_certified_maximum(x64):
+    from tests.test_bounds import spike_path
+
+    t0 = 0.5 + 1 / 240  # halfway between two of 121 sample points
+    a, b = spike_path(t0, K=1000.0, H=5.0)
+    x, y = np.tile(np.eye(4)[:1], (8, 1)), np.zeros(8, np.int64)
+    path = Path([Segment(a, b, "free", "a spike between the samples")])
+    kw = dict(points_per_segment=121, line=False, bound_kind="a stated bound", fn_samples=8,
+              bound_options=dict(max_subintervals=64, rtol=1e-3))
+    sampled_only = check_path(path, x, y, bound=1.2, certified_max=False, **kw)
+    assert sampled_only.verdict == "holds" and sampled_only.holds_for_every_t is None  # the samples miss it
+    v = check_path(path, x, y, bound=1.2, **kw)
+    assert v.verdict == "fails" and v.holds_for_every_t is False and "certified maximum" in v.reason, v.reason
+    assert abs(v.certified_max.t_lower - t0) < 1e-3
+    high = check_path(path, x, y, bound=6.0, **kw)  # above the spike's peak log(2 + e^5) ≈ 5.006
+    assert high.verdict == "holds" and high.holds_for_every_t is True, high.finding()
+    undecided = check_path(path, x, y, bound=5.0, **{**kw, "bound_options": dict(max_subintervals=1, rtol=1e-3)})
+    assert undecided.verdict == "holds" and undecided.holds_for_every_t is None
+    assert "at the sampled points" in undecided.finding()

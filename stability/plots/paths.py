@@ -25,11 +25,14 @@ CLAIM_NAMES = {"top_layer": "top layer (a): loss ≤ max of ends", "function_pre
 
 
 def plot_path(ev: PathEval, line: EvalResult | None = None, title: str = "", bound: float | None = None,
-              parts: Sequence[tuple[str, int, int]] = (), failed: Sequence[int] = ()) -> plt.Figure:
+              parts: Sequence[tuple[str, int, int]] = (), failed: Sequence[int] = (),
+              envelope: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> plt.Figure:
     """Loss (left) and accuracy (right) against global ``t``; each segment's background span is
     coloured by its claim kind, way points are thin vertical lines, ``line`` (the straight line
     between the same end points, on global ``t``) is dashed, ``bound`` a dotted horizontal line,
-    ``parts`` (name, first, last segment) are named above the axes, ``failed`` (refuted) segments hatched."""
+    ``parts`` (name, first, last segment) are named above the axes, ``failed`` (refuted) segments hatched.
+    ``envelope``: ``(t0, t1, upper)`` of a certified maximum (``BoundResult.envelope()``): the loss is ≤
+    ``upper`` on ``[t0, t1]``; drawn as a blue step line, the band between it and the sampled loss shaded."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.0))
     n = ev.n_segments
     gt = ev.global_t()
@@ -41,6 +44,8 @@ def plot_path(ev: PathEval, line: EvalResult | None = None, title: str = "", bou
             ax.axvline(k / n, color="white", lw=0.6, zorder=1)
         if np.isfinite(values).any():
             ax.plot(gt.reshape(-1), values.reshape(-1), color="black", lw=1.4, label="constructed path", zorder=3)
+        if envelope is not None and lab == "loss":
+            _shade_envelope(ax, envelope, gt.reshape(-1), values.reshape(-1))
         if line is not None:
             vals = line.loss if lab == "loss" else line.acc
             if np.isfinite(vals).any():
@@ -60,6 +65,8 @@ def plot_path(ev: PathEval, line: EvalResult | None = None, title: str = "", bou
         ax.set_xlabel(f"t (segment k covers [k/{n}, (k+1)/{n}])")
         ax.set_ylabel(lab)
         ax.grid(alpha=0.25, zorder=1)
+    if envelope is not None:
+        _clip_to_curves(axes[0], ev, line)
     kinds = [c for c in CLAIM_KINDS if c in ev.claims]
     handles, labels = axes[0].get_legend_handles_labels()
     handles += [Patch(color=CLAIM_COLORS[c], alpha=0.55) for c in kinds]
@@ -70,3 +77,30 @@ def plot_path(ev: PathEval, line: EvalResult | None = None, title: str = "", bou
         fig.suptitle(title, y=1.06 if parts else 1.0)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
+
+
+def _shade_envelope(ax: plt.Axes, envelope: tuple[np.ndarray, np.ndarray, np.ndarray], gt: np.ndarray,
+                    loss: np.ndarray) -> None:
+    """The certified upper envelope as a step line; the band between it and the sampled loss is what the
+    samples do not show (the true loss lies somewhere below the line)."""
+    t0, t1, up = (np.asarray(a, np.float64) for a in envelope)
+    order = np.argsort(gt, kind="stable")
+    gs, ls = gt[order], loss[order]
+    for a, b, u in zip(t0, t1, up):
+        ts = np.linspace(a, b, 8)
+        ax.fill_between(ts, np.interp(ts, gs, ls), np.full_like(ts, u), color="#2e86de", alpha=0.18, lw=0, zorder=2)
+    xs = np.stack([t0, t1], 1).reshape(-1)
+    ys = np.repeat(up, 2)
+    ax.plot(xs, ys, color="#1b4f9c", lw=1.0, zorder=4, label="certified upper bound (every t)")
+
+
+def _clip_to_curves(ax: plt.Axes, ev: PathEval, line: EvalResult | None) -> None:
+    """Keep the sampled curves readable when the envelope is loose on a few sub-intervals."""
+    top = float(np.nanmax(ev.loss))
+    if line is not None and np.isfinite(line.loss).any():
+        top = max(top, float(np.nanmax(line.loss)))
+    lo, hi = ax.get_ylim()
+    if hi > 1.6 * top > 0:
+        ax.set_ylim(lo, 1.6 * top)
+        ax.annotate("certified envelope clipped above", xy=(0.99, 0.98), xycoords="axes fraction", ha="right",
+                    va="top", fontsize=7, color="#1b4f9c")

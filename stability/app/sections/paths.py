@@ -45,12 +45,27 @@ def _train_narrow(net: _nets.Net, x, y, quick: bool, seed: int) -> _nets.Net:
     return narrow
 
 
+def certified_cell(v) -> str:
+    """``[lower, upper]`` of the certified maximum over every t, flagged when the budget stopped it."""
+    cb = v.certified_max
+    if cb is None:
+        return "not computed"
+    flag = "" if cb.converged else f" (stopped: {cb.stop})"
+    return f"[{cb.lower:.4f}, {cb.upper:.4f}]{flag}"
+
+
+def every_t_cell(v) -> str:
+    """Whether the verdict is settled for every t by the certified maximum."""
+    return {True: "yes (certified)", False: "no: exceeded (certified)",
+            None: "not settled" if v.bound is not None and v.verdict != "does not apply" else "—"}[v.holds_for_every_t]
+
+
 def _row(name: str, v, secs: float) -> list[Any]:
     b = "—" if v.bound is None else f"{v.bound:.4g}"
-    kind = "every t" if v.max_loss_kind.startswith("every t") else "sampled"
-    return [name, v.n_segments, v.certificate.headline(), f"{v.max_loss:.4f} ({kind})", b, f"**{v.verdict}**",
-            f"{v.measured_excess:+.4f}", f"{v.evaluation.min_acc:.4f}", f"{v.line_max_loss:.4f}",
-            f"{v.line_barrier:.4f}", f"{secs:.1f}"]
+    kind = "way points, proved" if v.max_loss_kind.startswith("every t") else "sampled"
+    return [name, v.n_segments, v.certificate.headline(), f"{v.max_loss:.4f} ({kind})", certified_cell(v), b,
+            f"**{v.verdict}**", every_t_cell(v), f"{v.measured_excess:+.4f}", f"{v.evaluation.min_acc:.4f}",
+            f"{v.line_max_loss:.4f}", f"{v.line_barrier:.4f}", f"{secs:.1f}"]
 
 
 def _numbers(v, secs: float) -> dict[str, Any]:
@@ -69,7 +84,7 @@ def _noise_sentence(name: str, v) -> str:
     worst = v.segment_max_loss.index(max(v.segment_max_loss))
     where = v.path.segments[worst].label
     s = (f"**{name}** ({v.certificate.headline()}) peaks at {v.max_loss:.4g} on segment {worst} ({where}), "
-         f"sampled at the grid points; the straight line peaks at {v.line_max_loss:.4g}. ")
+         f"sampled at the grid points; {v.certified_phrase()}; the straight line peaks at {v.line_max_loss:.4g}. ")
     if v.path.claims[worst] == "dropout_interpolation":
         s += (f"The peak is on an Algorithm 1 segment: dropping a fraction p = {n['p']:.3g} of the columns at once "
               f"is a large move that no exact claim covers, so this segment's loss is only measured. ")
@@ -82,6 +97,16 @@ def _noise_sentence(name: str, v) -> str:
     s += (f", and the vacuity ratio √p·ε / loss range = {n['vacuity_ratio']:.3g} (loss range {n['loss_range']:.3g}: "
           f"the zero-output loss minus the larger end loss)")
     return s + (": the bound is vacuous on these nets." if n["vacuity_ratio"] > 1 else ": the bound is informative.")
+
+
+def _theorem1_sentence(v1) -> str:
+    """The Theorem 1 finding: its maximum over every t, how that is known, and the verdict."""
+    if v1.certified and v1.holds_for_every_t:
+        return (f"The Theorem 1 path stays at or below {v1.certified_max.upper:.4f} for every t (certified; all "
+                f"{v1.n_segments} of its segments are proved exactly, so its maximum is at a way point, "
+                f"{v1.max_loss:.4f}) — within the bound max{{L_A, L_B}} + ε = {v1.bound:.4f}: Theorem 1 "
+                f"**{v1.verdict} for every t**, and the two nets are connected at that level.")
+    return f"Theorem 1: {v1.finding()}"
 
 
 def add_paths_section(report, ctx) -> dict[str, Any]:
@@ -140,11 +165,9 @@ def add_paths_section(report, ctx) -> dict[str, Any]:
     line_max, line_bar = v1.line_max_loss, v1.line_barrier
     sec.text(
         f"**Finding.** The straight line between θ_A and θ_B rises to a loss of {line_max:.3f} (barrier "
-        f"{line_bar:.3f} above the larger end loss). The Theorem 1 path stays at or below {v1.max_loss:.4f} for "
-        f"every t — proved, not sampled: all {v1.n_segments} of its segments are proved exactly, so its maximum is "
-        f"at a way point — within the bound max{{L_A, L_B}} + ε = {v1.bound:.4f}: Theorem 1 **{v1.verdict}**, and "
-        f"the two nets are connected at that level. Theorems 2 and 3 replace ε-dropout stability by noise "
-        f"stability: their verdicts are **{v2.verdict}** and **{v3.verdict}** (details below).")
+        f"{line_bar:.3f} above the larger end loss). {_theorem1_sentence(v1)} Theorems 2 and 3 replace ε-dropout "
+        f"stability by noise stability: their verdicts are **{v2.verdict}** and **{v3.verdict}** (details below); "
+        f"their paths' maxima over every t are certified in {certified_cell(v2)} and {certified_cell(v3)}.")
     sec.text("**ε-dropout stability** (Definition 1): kept sets of ⌊h_i/2⌋ units per hidden layer, one kept set "
              "per layer for every θ^i, ε = max_i L(θ^i) − L(θ) on the training data. *Best of 20* is the paper's "
              "search (fixed-count draws, r = 2); *greedy* starts from the most important units (mean activation × "
@@ -159,8 +182,13 @@ def add_paths_section(report, ctx) -> dict[str, Any]:
              f"p = 1.5·max h*/h = {p3:.4g}. The Lemma 2 parts are checked against the larger loss of their two "
              f"ends, as Lemma 2 states: {v1.extra['lemma2_part_holds']} / {v2.extra['lemma2_part_holds']} / "
              f"{v3.extra['lemma2_part_holds']}.")
-    sec.table(["path", "segments", "certificate", "max loss", "bound", "verdict", "excess over ends", "min acc",
-               "straight line max loss", "straight line barrier", "eval s"],
+    sec.text("*max loss*: at the way points when every segment is proved (then it is the maximum over every t), "
+             "else the largest of the sampled points (a lower bound of the maximum); *certified max over every t*: "
+             "an enclosure [lower, upper] of max_t L(path(t)) proved in float64 with outward rounding "
+             "(`proofs_check.path_bound`, docs/theory/bounds.md); *every t*: whether that enclosure settles the "
+             "verdict for every t.")
+    sec.table(["path", "segments", "certificate", "max loss", "certified max over every t", "bound", "verdict",
+               "every t", "excess over ends", "min acc", "straight line max loss", "straight line barrier", "eval s"],
               [_row(n.replace("theorem", "Theorem "), v, s) for n, (v, s) in results.items()])
     sec.text(v1.finding())
     for name, (v, _) in list(results.items())[1:]:
@@ -180,8 +208,10 @@ def add_paths_section(report, ctx) -> dict[str, Any]:
                 "theorem3": f"Theorem 3 path (13 segments, narrow widths {list(hstar)}, p = {p3:.3g})"}
     for name, (v, secs) in results.items():
         fig = plot_path(v.evaluation, v.line, title=captions[name], bound=v.bound, parts=v.path.parts,
-                        failed=[f.index for f in v.certificate.failures()])
-        report.figure(sec, fig, f"paths_{name}.png", captions[name] + "; dashed: the straight line θ_A → θ_B")
+                        failed=[f.index for f in v.certificate.failures()],
+                        envelope=None if v.certified_max is None else v.certified_max.envelope())
+        report.figure(sec, fig, f"paths_{name}.png", captions[name] + "; dashed: the straight line θ_A → θ_B; "
+                      "blue steps: the certified upper bound of the loss for every t")
         numbers[name] = _numbers(v, secs)
     numbers["theorem3"]["narrow_widths"] = list(hstar)
     numbers["theorem3"]["p"] = p3

@@ -85,6 +85,13 @@ class BoundResult:
     def converged(self) -> bool:
         return self.stop == "tolerance"
 
+    def describe(self) -> str:
+        """One phrase for reports: ``max over every t in [lower, upper] (certified, …)``, saying when the
+        budget or the resolution stopped the bisection before the tolerance."""
+        flag = "" if self.converged else f"; stopped by its {self.stop} before the tolerance, gap {self.gap:.3g}"
+        return (f"max over every t in [{self.lower:.4g}, {self.upper:.4g}] (certified, {self.n_subintervals} "
+                f"sub-intervals, {self.seconds:.1f} s{flag})")
+
     def envelope(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(t0, t1, upper)`` of every sub-interval, sorted by ``t0``: the certified envelope
         ``L(θ(t)) ≤ upper`` on ``[t0, t1]`` (for shading a figure)."""
@@ -190,7 +197,7 @@ class _Problem:
         # batch size: per sample and sub-interval, ~16 floats per unit plus the C×C pair table
         s_max = _pow2(2 * per_round + 2, 8)
         units = sum(int(np.prod(s.shape[1:])) for s in jax.eval_shape(
-            lambda n, xx: _nets.forward(n, xx), jax.tree_util.tree_map(lambda a: a[0], curve.points), x[:1]))
+            lambda n, xx: _nets.forward(n, xx), jax.tree_util.tree_map(lambda a: a[0], pts), x[:1]))
         per = 8 * s_max * (16 * units + (3 * C * C if self.spec.pairwise else 0))
         if batch_size is None:
             batch_size = max(8, min(1024, 1 << int(math.log2(max(1, _MEMORY_BUDGET // per)))))
