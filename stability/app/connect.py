@@ -563,7 +563,8 @@ def _theorem(method: str, a: Prepared, b: Prepared, x, y, cfg: ConnectConfig, en
     bd = path_bound(v.path, x, y, rtol=cfg.bound_rtol, max_subintervals=max(cfg.bound_budget, v.n_segments))
     detail = {"n_segments": v.n_segments, "certificate": v.certificate.headline(), "epsilon": v.epsilon,
               "max_loss_check": v.max_loss, "max_loss_kind": v.max_loss_kind, "min_acc": v.evaluation.min_acc,
-              "premises": [q.to_dict() for q in v.premises],
+              "premises_held": sum(q.status == "held" for q in v.premises),
+              "premises_other": [q.to_dict() for q in v.premises if q.status != "held"],
               "failed_premises": [q.short() for q in v.premises if q.status == "failed"]}
     if v.noise is not None:
         detail["vacuity_ratio"] = v.noise.get("vacuity_ratio")
@@ -745,9 +746,10 @@ def write_report(result: ConnectResult, out: str | Path, *, command: str | None 
             note = r.error or r.reason or ""
             if m.startswith("aligned"):
                 d = r.detail
-                note = (f"{d['alignment']}: {d['iterations']} sweep(s), converged {d['converged']}, distance "
-                        f"{d['distance_before']:.4g} → {d['distance_after']:.4g}; Lemma 4 path θ_j → π(θ_j) in widths "
-                        f"{d['lemma4_widths']}: {d['lemma4_certificate']}")
+                how = (f"weight matching: {d['iterations']} sweep(s), converged {d['converged']}"
+                       if d["alignment"] == "weight_matching" else "activation matching (correlation)")
+                note = (f"{how}, distance {d['distance_before']:.4g} → {d['distance_after']:.4g}; Lemma 4 path "
+                        f"θ_j → π(θ_j) in widths {d['lemma4_widths']}: {d['lemma4_certificate']}")
             rows.append([f"{result.labels[p.i]}–{result.labels[p.j]}", TITLES[m], _fmt(r.sampled_max), _fmt(r.upper),
                          r.level_kind, _fmt(r.barrier), r.verdict or "–", _fmt(r.theorem_bound), _clip(note, 260)])
     sec.table(["pair", "method", "sampled max", "certified ≤", "level", "barrier", "verdict", "theorem's bound",
