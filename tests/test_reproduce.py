@@ -11,9 +11,9 @@ from stability.app.cli import main
 from tests._reproduce_helpers import quick_run, summary
 
 
-def test_registry_lists_the_six_reproductions(capsys):
+def test_registry_lists_the_seven_reproductions(capsys):
     assert reproduce.names() == ["kuditipudi-thm1", "kuditipudi-fig2", "kuditipudi-fig3", "kuditipudi-thm4",
-                                 "garipov-table2", "garipov-fge"]
+                                 "garipov-table2", "garipov-fge", "ainsworth-mlp"]
     assert main(["reproduce", "--list"]) == 0
     listed = capsys.readouterr().out
     assert all(name in listed for name in reproduce.names())

@@ -172,6 +172,12 @@ def cmd_fge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_connect(args: argparse.Namespace) -> int:
+    from stability.app.connect import run_command
+
+    return run_command(args)
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from stability.app import reproduce
 
@@ -393,6 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_reproduce)
 
     add_cushions_parser(sub)
+
+    from stability.app.connect import add_arguments as add_connect_arguments
+
+    cn = sub.add_parser("connect", help="connect k minima pairwise by every method: matrices, heat maps, spanning tree",
+                        description="For every pair of the checkpoints: the straight line, the aligned straight line, "
+                                    "the Theorem 1/2/3 paths (verdicts and certified bounds) and optionally a learned "
+                                    "Bezier curve; one matrix and heat map per method, the minimum spanning tree of "
+                                    "each barrier matrix, report.md (opening with the finding) and summary.json in DIR.")
+    add_connect_arguments(cn)
+    cn.set_defaults(fn=_cmd_connect)
     return p
 
 

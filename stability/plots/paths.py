@@ -26,13 +26,16 @@ CLAIM_NAMES = {"top_layer": "top layer (a): loss ≤ max of ends", "function_pre
 
 def plot_path(ev: PathEval, line: EvalResult | None = None, title: str = "", bound: float | None = None,
               parts: Sequence[tuple[str, int, int]] = (), failed: Sequence[int] = (),
-              envelope: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> plt.Figure:
+              envelope: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+              envelope_of: tuple[PathEval, str] | None = None) -> plt.Figure:
     """Loss (left) and accuracy (right) against global ``t``; each segment's background span is
     coloured by its claim kind, way points are thin vertical lines, ``line`` (the straight line
     between the same end points, on global ``t``) is dashed, ``bound`` a dotted horizontal line,
     ``parts`` (name, first, last segment) are named above the axes, ``failed`` (refuted) segments hatched.
     ``envelope``: ``(t0, t1, upper)`` of a certified maximum (``BoundResult.envelope()``): the loss is ≤
-    ``upper`` on ``[t0, t1]``; drawn as a blue step line, the band between it and the sampled loss shaded."""
+    ``upper`` on ``[t0, t1]``; drawn as a blue step line, the band between it and the sampled loss shaded.
+    ``envelope_of``: ``(evaluation, label)`` when the envelope was certified on other data than ``ev`` (e.g. the
+    verdict's subset): that evaluation's loss is drawn thin and labelled, and the band is shaded against it."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.0))
     n = ev.n_segments
     gt = ev.global_t()
@@ -45,7 +48,13 @@ def plot_path(ev: PathEval, line: EvalResult | None = None, title: str = "", bou
         if np.isfinite(values).any():
             ax.plot(gt.reshape(-1), values.reshape(-1), color="black", lw=1.4, label="constructed path", zorder=3)
         if envelope is not None and lab == "loss":
-            _shade_envelope(ax, envelope, gt.reshape(-1), values.reshape(-1))
+            if envelope_of is None:
+                _shade_envelope(ax, envelope, gt.reshape(-1), values.reshape(-1))
+            else:
+                other, other_label = envelope_of
+                ogt, oloss = other.global_t().reshape(-1), other.loss.reshape(-1)
+                ax.plot(ogt, oloss, color="#1b4f9c", lw=0.9, ls="-.", label=other_label, zorder=3)
+                _shade_envelope(ax, envelope, ogt, oloss)
         if line is not None:
             vals = line.loss if lab == "loss" else line.acc
             if np.isfinite(vals).any():

@@ -1,4 +1,5 @@
-"""Figures of the reproductions (Kuditipudi et al. Figure 2; Garipov et al. Table 1 budgets)."""
+"""Figures of the reproductions (Kuditipudi et al. Figure 2; Garipov et al. Table 1 budgets; Ainsworth et al.
+Figure 2)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["fig2_left", "fig2_centre", "fig2_right", "fge_budgets"]
+__all__ = ["fig2_left", "fig2_centre", "fig2_right", "fge_budgets", "interpolation_losses"]
 
 
 def fig2_left(keep: Sequence[float], loss: tuple[np.ndarray, np.ndarray], acc: tuple[np.ndarray, np.ndarray],
@@ -85,5 +86,26 @@ def fge_budgets(budgets: Sequence[int], by: dict[tuple[int, str], dict[str, floa
         ax.set_xticks(list(budgets))
         ax.grid(alpha=0.3)
     axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def interpolation_losses(ts: np.ndarray, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> plt.Figure:
+    """Loss along straight lines θ_A → ·: ``curves[name] = (train loss, test loss)`` on the grid ``ts``; solid
+    train, dashed test (Ainsworth et al. 2023, Figure 2 layout)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (name, (train, test)) in enumerate(curves.items()):
+        c = "0.45" if k == 0 else colors[k % len(colors)]
+        ax.plot(ts, train, color=c, lw=2, marker="." if k else None, label=f"{name} (train)")
+        ax.plot(ts, test, color=c, lw=1.5, ls="--", label=f"{name} (test)")
+    ax.set_xticks([0, 1])
+    ax.set_xticklabels(["θ_A", "θ_B (aligned)"])
+    ax.set_xlabel("λ")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, framealpha=0.6)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -5,7 +5,9 @@
 * ``kuditipudi-fig3`` — VGG-11-style net with channel-wise dropout: cushion histograms and the Theorem 3 path;
 * ``kuditipudi-thm4`` — the Theorem 4 counterexample evidence;
 * ``garipov-table2`` — Table 2 rows (segment / Bezier / polychain) for an MNIST FC net and a small conv net;
-* ``garipov-fge`` — FGE vs snapshot vs independent ensembles at equal budgets (Table 1 layout).
+* ``garipov-fge`` — FGE vs snapshot vs independent ensembles at equal budgets (Table 1 layout);
+* ``ainsworth-mlp`` — Git Re-Basin's MNIST MLPs: straight-line barrier before and after weight and activation
+  matching.
 
 Each run writes ``summary.json``, ``report.md`` (tables with a "paper" column) and PNG figures into
 its output directory, and states its seed, hardware, scale and wall time.
@@ -30,6 +32,7 @@ _MODULES = {
     "kuditipudi-thm4": "kuditipudi_thm4",
     "garipov-table2": "garipov_table2",
     "garipov-fge": "garipov_fge",
+    "ainsworth-mlp": "ainsworth_mlp",
 }
 
 
