@@ -1,8 +1,9 @@
-"""Shared test configuration: hypothesis profiles and a float64 fixture."""
+"""Shared test configuration: hypothesis profiles, JAX's persistent compilation cache and a float64 fixture."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 
 import jax
 import pytest
@@ -15,6 +16,16 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.register_profile("thorough", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+# XLA programs that several tests build from fresh jit objects (same computation, same shapes) are compiled
+# once per session, and once per machine across sessions: JAX's persistent compilation cache, keyed on the
+# program, the JAX version and the backend. STABILITY_TEST_JAX_CACHE names another directory ("" turns it off).
+_cache = os.environ.get("STABILITY_TEST_JAX_CACHE", os.path.join(tempfile.gettempdir(),
+                                                                   f"stability-test-jax-cache-{os.getuid()}"))
+if _cache:
+    jax.config.update("jax_compilation_cache_dir", _cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture

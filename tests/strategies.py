@@ -10,29 +10,58 @@ from hypothesis import strategies as st
 from stability.core import nets
 
 
+def _dense_pool() -> tuple[nets.Arch, ...]:
+    """A fixed pool of dense architectures covering depth 2–6, widths 1–9 (odd and even, width-1 layers),
+    inputs 1–6, outputs 1–4, biases on and off: hypothesis draws from it, so every program is compiled once
+    per architecture for the whole session (the weights still vary with the drawn seed)."""
+    sizes = [(3, 4, 2), (1, 1, 1), (6, 9, 4), (2, 5, 3), (4, 7, 1, 3), (5, 2, 8, 2), (3, 1, 6, 4),
+             (2, 3, 3, 3, 1), (6, 8, 5, 9, 2), (4, 6, 1, 7, 5, 3), (1, 9, 2, 4, 6, 8, 2), (5, 3, 7, 5, 9, 1, 4)]
+    return tuple(nets.Arch(in_shape=(z[0],), widths=tuple(z[1:]), bias=k % 3 != 1) for k, z in enumerate(sizes))
+
+
+def _conv_pool() -> tuple[nets.Arch, ...]:
+    """A fixed pool of conv architectures: 1–3 convs of 1–5 channels, 4–6 px inputs with 1–3 channels,
+    kernels 1 and 3, max / avg / no pooling, flatten and global-average heads, 0–1 hidden dense layers,
+    biases on and off."""
+    A = nets.Arch
+    return (
+        A(in_shape=(4, 4, 1), widths=(2, 3), n_conv=1, kernel=3, pool=("max",), head="flatten", bias=True),
+        A(in_shape=(5, 5, 2), widths=(3, 2, 2), n_conv=2, kernel=3, pool=("avg", None), head="gap", bias=False),
+        A(in_shape=(6, 6, 3), widths=(1, 4, 3, 4), n_conv=3, kernel=1, pool=(None, "max", None), head="flatten",
+          bias=True),
+        A(in_shape=(4, 4, 2), widths=(5, 3, 1), n_conv=1, kernel=3, pool=(None,), head="gap", bias=True),
+        A(in_shape=(5, 5, 1), widths=(4, 5, 2, 3), n_conv=2, kernel=3, pool=("max", None), head="flatten",
+          bias=True),
+        A(in_shape=(6, 6, 1), widths=(2, 2, 5, 2), n_conv=3, kernel=3, pool=("avg", "avg", None), head="gap",
+          bias=False),
+        A(in_shape=(4, 4, 3), widths=(3, 1, 4), n_conv=2, kernel=1, pool=(None, None), head="flatten", bias=False),
+        A(in_shape=(5, 5, 2), widths=(5, 4, 2), n_conv=1, kernel=3, pool=("max",), head="flatten", bias=True),
+    )
+
+
+DENSE_POOL = _dense_pool()
+CONV_POOL = _conv_pool()
+
+
 @st.composite
 def dense_nets(draw, min_depth: int = 2, max_depth: int = 6, max_width: int = 9, dtype=jnp.float64):
-    depth = draw(st.integers(min_depth, max_depth))
-    sizes = [draw(st.integers(1, 6))] + [draw(st.integers(1, max_width)) for _ in range(depth - 1)]
-    sizes.append(draw(st.integers(1, 4)))
-    bias = draw(st.booleans())
+    """A dense ReLU net from :data:`DENSE_POOL` (depth and width limits filter the pool) with random weights."""
+    pool = [a for a in DENSE_POOL if min_depth <= a.depth <= max_depth and max(a.widths) <= max_width]
+    if not pool:
+        raise ValueError(f"no pooled dense architecture has depth {min_depth}..{max_depth} and widths ≤ {max_width}")
+    arch = draw(st.sampled_from(pool))
     seed = draw(st.integers(0, 2**31 - 1))
-    return random_net(nets.Arch(in_shape=(sizes[0],), widths=tuple(sizes[1:]), bias=bias), seed, dtype)
+    return random_net(arch, seed, dtype)
 
 
 @st.composite
 def conv_nets(draw, min_convs: int = 1, max_convs: int = 3, max_channels: int = 5, dtype=jnp.float64):
-    n_conv = draw(st.integers(min_convs, max_convs))
-    channels = [draw(st.integers(1, max_channels)) for _ in range(n_conv)]
-    size = draw(st.sampled_from([4, 5, 6]))
-    in_c = draw(st.integers(1, 3))
-    pool = [draw(st.sampled_from([None, "max", "avg"])) if size >= 4 and k < 2 else None for k in range(n_conv)]
-    head = draw(st.sampled_from(["flatten", "gap"]))
-    dense = [draw(st.integers(1, 5)) for _ in range(draw(st.integers(0, 1)))]
-    bias = draw(st.booleans())
+    """A conv ReLU net from :data:`CONV_POOL` (conv-count and channel limits filter the pool), random weights."""
+    pool = [a for a in CONV_POOL if min_convs <= a.n_conv <= max_convs and max(a.widths[:a.n_conv]) <= max_channels]
+    if not pool:
+        raise ValueError(f"no pooled conv architecture has {min_convs}..{max_convs} convs of ≤ {max_channels} channels")
+    arch = draw(st.sampled_from(pool))
     seed = draw(st.integers(0, 2**31 - 1))
-    arch = nets.Arch(in_shape=(size, size, in_c), widths=tuple(channels + dense + [draw(st.integers(1, 4))]),
-                     n_conv=n_conv, kernel=draw(st.sampled_from([1, 3])), pool=tuple(pool), head=head, bias=bias)
     return random_net(arch, seed, dtype)
 
 
