@@ -219,13 +219,13 @@ def test_fit_continues_from_a_train_state_as_one_uninterrupted_run(x64, digits):
     _, hist = fit(net, x, y, cfg, progress=False, snapshot_at=[10], snapshot_state=True)
     state = hist.snapshots[0]
     assert isinstance(state, TrainState) and state.step == 10
-    rest = dataclasses.replace(cfg, steps=10)
-    cont, h2 = fit(state, x, y, rest, schedule=make_schedule(cfg), progress=False)
+    rest, sched = dataclasses.replace(cfg, steps=10), make_schedule(cfg)  # one schedule object: one compile
+    cont, h2 = fit(state, x, y, rest, schedule=sched, progress=False)
     for p, q in zip(jax.tree_util.tree_leaves(cont), jax.tree_util.tree_leaves(whole)):
         np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-12)
     assert h2.lr[-1] == pytest.approx(float(make_schedule(cfg)(19)))
     fresh = TrainState(state.params, make_optimizer(cfg).init(state.params), 10)  # momentum reset: a different run
-    other, _ = fit(fresh, x, y, rest, schedule=make_schedule(cfg), progress=False)
+    other, _ = fit(fresh, x, y, rest, schedule=sched, progress=False)
     assert not np.allclose(other.A(1), whole.A(1), rtol=1e-6)
     with pytest.raises(ValueError, match="optimizer state"):
         fit(state, x, y, dataclasses.replace(rest, optimizer="adam"), progress=False)
@@ -233,7 +233,7 @@ def test_fit_continues_from_a_train_state_as_one_uninterrupted_run(x64, digits):
 
 def test_fge_hands_over_from_the_normal_runs_75_percent_state_with_its_momentum(digits):
     cfg = TrainConfig(steps=40, batch_size=64, optimizer="momentum", lr=0.05, schedule="cosine", seed=0, log_every=10)
-    rows, runs = ensembles.compare_budgets(_make, digits, cfg, budgets=(1,), fge_cycle=4, fge_alphas=(0.01, 5e-4),
+    rows, runs = ensembles.compare_budgets(_make, digits, cfg, budgets=(1,), fge_cycle=10, fge_alphas=(0.01, 5e-4),
                                            return_members=True)
     assert {r["method"] for r in rows} == {"Ind", "SSE", "FGE"} and runs.pre_steps == 30
     state = runs.handover[0]
@@ -255,9 +255,10 @@ def test_fge_hands_over_from_the_normal_runs_75_percent_state_with_its_momentum(
     squeezed, _ = fit(_make(0), digits.x_train, digits.y_train, dataclasses.replace(cfg, steps=30), progress=False)
     assert not np.allclose(squeezed.A(1), state.params.A(1))
     # FGE's first step runs at α1's end of the cycle, counted from the hand-over
-    sched = ensembles.fge_schedule(4, 0.01, 5e-4, start=30)
-    assert float(sched(30)) == pytest.approx(float(ensembles.fge_lr(1, 4, 0.01, 5e-4)))
-    assert len(runs.members["FGE"][0]) == 10 // 4 + (10 % 4 >= 2)
+    sched = ensembles.fge_schedule(10, 0.01, 5e-4, start=30)
+    assert float(sched(30)) == pytest.approx(float(ensembles.fge_lr(1, 10, 0.01, 5e-4)))
+    assert float(sched(34)) == pytest.approx(5e-4)  # the cycle's minimum, where FGE collects (its 5th step)
+    assert len(runs.members["FGE"][0]) == 1
 
 
 # --------------------------------------------------------------------------- BatchNorm for any flax module
