@@ -4,25 +4,26 @@
 (a) Garipov et al. (2018), Appendix A.2: "the gap in time-complexity between one epoch of training
 a single model and one epoch of the proposed method ... is usually below 15%" (our target on a GPU:
 < 5%). One epoch (``n // batch`` steps) of ``stability.curves.train_curve`` (Bezier curve, 1 bend,
-between two MLPs, ``stability.core.nets.apply``) against one epoch of ``stability.core.train.fit`` of the same
-MLP: same optimizer, learning rate, batch size and number of steps, no dropout, both in jitted
-``lax.scan`` blocks of the same size (``--blocks`` per epoch). Both are warmed up (compiled) first.
-The epoch time is measured in steady state from the progress callbacks: the wall time of every
-full-size block after the first, scaled to the epoch (a whole warm call is reported separately). Diagnostic
-rows run one epoch of the same bend-training step (one ``lax.scan``, written here like the library's)
-with three point functions — the bend itself as the net (no curve), ``curves.point`` and the same
-Bezier written as ``Σ B_i(t)·w_i`` — to show where the curve step's extra time goes.
+between two MLPs, ``stability.core.nets.apply``, weight decay on the curve point φ(t) as the paper) against
+one epoch of ``stability.core.train.fit`` of the same MLP (weight decay on its weights): same optimizer,
+learning rate, schedule, batch size and number of steps, no dropout, both in jitted ``lax.scan`` blocks of the
+same size (``--blocks`` per epoch). Both are warmed up (compiled) first. Then ``--pairs`` (≥ 7) timed pairs
+run the two calls back to back, alternating which goes first; each pair gives one ratio curve / plain, and
+the overhead is the MEDIAN of the paired ratios with its min / max — load changes on a shared machine hit
+both halves of a pair, where best-of times compare different moments. A diagnostic pair times the same
+bend-training step written here (one ``lax.scan`` per epoch) with ``curves.point`` against the bend itself
+as the net (no curve arithmetic), also as a median of paired ratios.
 
 (b) Ours: ``stability.core.evaluate.evaluate`` with ``BNPoint(inner=curve_point, model)`` and
 ``BNEval(model)`` (vmap over a chunk of points: recompute every point's BN statistics with one
 pass over the training batches, then ``lax.scan`` over the evaluation batches). Baseline, in the
 same process: a per-point Python loop — jitted curve point, jitted ``recompute_batch_stats`` for
-that one point, then a jitted eval-mode forward pass over the evaluation data in batches of
-``--bn-eval-batch`` with the loss read back per batch (what per-point PyTorch scripts do). Both
-use the same training batches for the statistics; the losses must agree (relative difference < 1e-3,
+that one point, then a jitted eval-mode forward pass over the evaluation data with the loss read back per
+batch (what per-point PyTorch scripts do). Both use the same training batches for the statistics and the
+same evaluation batch size (``--bn-eval-batch``); the losses must agree (relative difference < 1e-3,
 else the script exits non-zero).
 
-    python benchmarks/bench_curves.py [--n 25600] [--width 400] [--depth 3] \\
+    python benchmarks/bench_curves.py [--n 25600] [--width 400] [--depth 3] [--pairs 9] \\
         [--bn-train 4096] [--bn-eval 2048] [--bn-width 256] [--bn-depth 2] [--out FILE.md]
     # paper scale on a GPU (defaults there): --n 60000 --bn-train 50000 --bn-eval 10000 --bn-width 1024
 """
@@ -49,7 +50,7 @@ from stability.core.losses import accuracy, cross_entropy
 from stability.app.report import machine_description
 from stability.core.train import MinibatchOrder, TrainConfig, fit, make_optimizer
 
-from _table import best_time, emit, per_point_means, timed
+from _table import emit, per_point_means, timed
 
 D_IN, CLASSES = 784, 10
 
@@ -61,32 +62,32 @@ def load_average() -> str:
     return ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 
 
-class Stamps:
-    """Progress callback for ``fit`` / ``train_curve``: records the wall time of every progress line.
-    Each line is emitted after the block's mean loss was converted to a Python float (blocked on)."""
-
-    def __init__(self) -> None:
-        self.t: list[float] = []
-
-    def __call__(self, _line: str) -> None:
-        self.t.append(time.perf_counter())
-
-
-def timed_call(fn) -> tuple[float, float, float]:
-    """Run ``fn()`` -> history; return (whole call s, s per step, steps) for a warm (already compiled) call."""
+def wall(fn) -> float:
+    """Seconds of one warm call of ``fn`` (its result blocked on)."""
     t0 = time.perf_counter()
-    hist = fn()
-    total = time.perf_counter() - t0
-    steps = float(hist.step[-1])
-    return total, total / steps, steps
+    jax.block_until_ready(fn())
+    return time.perf_counter() - t0
 
 
-def bernstein_sum_point(curve: curves.Curve, t: jax.Array):
-    """The same quadratic Bezier point as ``curves.point`` (1 bend), written as ``Σ B_i(t)·w_i`` without
-    stacking the control points (diagnostic only: is the library's form of φ(t) what costs time?)."""
-    coef = curves._bernstein(t, 2)
-    return jax.tree_util.tree_map(lambda w0, m, w1: coef[0] * w0 + coef[1] * m[0] + coef[2] * w1,
-                                  curve.ends[0], curve.bends, curve.ends[1])
+def paired_ratios(base, other, pairs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``pairs`` back-to-back timings of ``base()`` and ``other()`` (alternating which runs first): the
+    seconds of each and the ratios ``other / base``, one per pair."""
+    tb, to = [], []
+    for r in range(pairs):
+        if r % 2 == 0:
+            tb.append(wall(base))
+            to.append(wall(other))
+        else:
+            to.append(wall(other))
+            tb.append(wall(base))
+    tb, to = np.array(tb), np.array(to)
+    return tb, to, to / tb
+
+
+def spread(ratios: np.ndarray) -> str:
+    """``median (min … max) over k pairs`` as a percentage change."""
+    pct = 100 * (ratios - 1)
+    return (f"{np.median(pct):+.1f}% (min {pct.min():+.1f}%, max {pct.max():+.1f}%, {len(pct)} pairs)")
 
 
 def identity_point(curve: curves.Curve, t: jax.Array):
@@ -125,83 +126,65 @@ def part_a(args, gpu: bool) -> tuple[list[tuple[str, str]], float, list[str]]:
     block = max(1, steps // args.blocks)
     curve = curves.bezier(a, b, 1)
     print(f"(a) MLP {sizes}; {n} samples; batch {args.batch}; {steps} steps/epoch in blocks of {block}; "
-          f"{args.optimizer} lr {args.lr}", flush=True)
+          f"{args.optimizer} lr {args.lr}, weight decay {args.weight_decay}; {args.pairs} timed pairs", flush=True)
 
-    cfg = TrainConfig(steps=steps, batch_size=args.batch, optimizer=args.optimizer, lr=args.lr, log_every=block)
+    cfg = TrainConfig(steps=steps, batch_size=args.batch, optimizer=args.optimizer, lr=args.lr,
+                      weight_decay=args.weight_decay, log_every=block)
 
     def plain():
-        net, hist = fit(a, x, y, cfg, progress=False)
-        jax.block_until_ready(net)
-        return hist
+        return fit(a, x, y, cfg, progress=False)[0]
 
     def curve_run():
-        out, hist = curves.train_curve(curve, nets.apply, x, y,
-                                       TrainConfig(steps=steps, batch_size=args.batch, optimizer=args.optimizer,
-                                                   lr=args.lr, log_every=block), progress=False)
-        jax.block_until_ready(out)
-        return hist
+        return curves.train_curve(curve, nets.apply, x, y, cfg, penalty="point", progress=False)[0].bends
 
-    first_plain = timed_call(plain)[0]  # compile / warm up
-    first_curve = timed_call(curve_run)[0]
+    first_plain, first_curve = wall(plain), wall(curve_run)  # compile / warm up
+    wall(plain), wall(curve_run)  # one more warm call each before timing
     print(f"  first calls (incl. compilation): plain {first_plain:.2f} s, curve {first_curve:.2f} s", flush=True)
-    p_call, p_step, c_call, c_step = [], [], [], []
-    for r in range(args.repeats):  # interleaved, so load changes on a shared machine hit both
-        tot, per, measured = timed_call(plain)
-        p_call.append(tot), p_step.append(per)
-        tot, per, _ = timed_call(curve_run)
-        c_call.append(tot), c_step.append(per)
-        print(f"  repeat {r + 1}: plain {p_step[-1] * steps:.3f} s/epoch (call {p_call[-1]:.3f} s), "
-              f"curve {c_step[-1] * steps:.3f} s/epoch (call {c_call[-1]:.3f} s)", flush=True)
-    plain_epoch, curve_epoch = min(p_step) * steps, min(c_step) * steps
-    overhead = curve_epoch / plain_epoch - 1
+    t_plain, t_curve, ratios = paired_ratios(plain, curve_run, args.pairs)
+    for r in range(args.pairs):
+        print(f"  pair {r + 1}: plain {t_plain[r]:.3f} s, curve {t_curve[r]:.3f} s, ratio {ratios[r]:.3f}", flush=True)
 
-    # diagnostic: the same bend-training step with three point functions, one epoch in one lax.scan each
+    # diagnostic: the same bend-training step with the library's point against no curve at all, paired
     opt = make_optimizer(cfg)
     idx = jnp.asarray(MinibatchOrder(n, args.batch, 0).take(steps))
     ts = jax.random.uniform(jax.random.PRNGKey(5), (steps,), jnp.float32)
-    diag = {}
-    for name, fn in (("identity", identity_point), ("library", curves.point), ("sum", bernstein_sum_point)):
-        diag[name] = best_time(lambda: diag_epoch(fn, opt, curve, x, y, idx, ts), args.repeats)
-    print(f"  diagnostic step (one scan per epoch): no curve {diag['identity']:.3f} s, curves.point "
-          f"{diag['library']:.3f} s, Σ B_i(t)·w_i {diag['sum']:.3f} s", flush=True)
+    none = functools.partial(diag_epoch, identity_point, opt, curve, x, y, idx, ts)
+    lib = functools.partial(diag_epoch, curves.point, opt, curve, x, y, idx, ts)
+    wall(none), wall(lib)
+    d_none, d_lib, d_ratios = paired_ratios(none, lib, args.pairs)
+    print(f"  diagnostic (one scan per epoch): `curves.point` / no curve {spread(d_ratios)}", flush=True)
 
     rows = [
         ("part", "(a) one epoch of curve training vs one epoch of plain training"),
         ("machine", machine_description()),
         ("load average (1, 5, 15 min) after the part", load_average()),
         ("net / data", f"MLP {'-'.join(map(str, sizes))} ({nets.param_count(a)} params), {n} synthetic samples"),
-        ("training", f"batch {args.batch}, {steps} steps = 1 epoch, {args.optimizer} lr {args.lr}, "
-                     f"jitted blocks of {block} steps; curve: Bezier, 1 bend"),
-        ("plain epoch (`train.fit`, steady state)", f"{plain_epoch:.3f} s"),
-        ("curve epoch (`curves.train_curve`, steady state)", f"{curve_epoch:.3f} s"),
-        ("overhead curve / plain − 1", f"{100 * overhead:+.1f}%"),
+        ("training", f"batch {args.batch}, {steps} steps = 1 epoch, {args.optimizer} lr {args.lr}, weight decay "
+                     f"{args.weight_decay} (plain: on the weights; curve: on φ(t)), jitted blocks of {block} steps; "
+                     "curve: Bezier, 1 bend"),
+        ("timing", f"{args.pairs} pairs of warm whole calls back to back, alternating which runs first, after two "
+                   "warm-up calls each"),
+        ("plain epoch (`train.fit`), median (min … max)",
+         f"{np.median(t_plain):.3f} s ({t_plain.min():.3f} … {t_plain.max():.3f})"),
+        ("curve epoch (`curves.train_curve`), median (min … max)",
+         f"{np.median(t_curve):.3f} s ({t_curve.min():.3f} … {t_curve.max():.3f})"),
+        ("overhead: median of the paired ratios curve / plain − 1", spread(ratios)),
         ("Garipov et al. A.2 (usually)", "< 15%"),
         ("our target (GPU)", "< 5%"),
-        ("diagnostic, same step in one scan: point = the bend itself (no curve)", f"{diag['identity']:.3f} s"),
-        ("diagnostic, same step: point = `curves.point` (Bezier)",
-         f"{diag['library']:.3f} s ({100 * (diag['library'] / diag['identity'] - 1):+.0f}%)"),
-        ("diagnostic, same step: point = B_0·w_0 + B_1·w_1 + B_2·w_2 (same Bezier, no stacking)",
-         f"{diag['sum']:.3f} s ({100 * (diag['sum'] / diag['identity'] - 1):+.0f}%)"),
-        ("whole warm call: plain / curve", f"{min(p_call):.3f} s / {min(c_call):.3f} s"),
+        ("diagnostic, same step in one scan: `curves.point` vs the bend itself as the net (no curve), paired",
+         spread(d_ratios)),
         ("first call incl. compilation: plain / curve", f"{first_plain:.2f} s / {first_curve:.2f} s"),
-        ("steady-state steps timed per call", f"{int(measured)} of {steps}; best of {args.repeats}"),
     ]
     notes = [
-        f"Part (a): the epoch times are steady state (full-size blocks after the first of each call, scaled "
-        f"to {steps} steps). A whole warm `fit` call took {min(p_call):.3f} s against its steady-state epoch of "
-        f"{plain_epoch:.3f} s; `train_curve`'s whole warm call {min(c_call):.3f} s against {curve_epoch:.3f} s "
-        f"steady (both cache their compiled programs per settings and shapes).",
-        f"The matmuls of a curve step are those of a plain step; what it adds is the Bezier point φ(t) over all "
-        f"{nets.param_count(a)} weights and its VJP to the bend (memory-bound elementwise work). The diagnostic "
-        f"rows run one epoch of the same bend-training step (written in this script like the library's, one "
-        f"`lax.scan` per epoch) with three point functions: the bend itself as the net ({diag['identity']:.3f} s), "
-        f"`curves.point` ({diag['library']:.3f} s, "
-        f"{100 * (diag['library'] / diag['identity'] - 1):+.0f}%) and the same quadratic Bezier written as "
-        f"B_0(t)·w_0 + B_1(t)·w_1 + B_2(t)·w_2 ({diag['sum']:.3f} s, "
-        f"{100 * (diag['sum'] / diag['identity'] - 1):+.0f}%). `curves.point` forms Σ B_i(t)·w_i leaf by leaf from "
-        f"the end points and the bends and selects the exact end points (t = 0, 1) with two `where`s.",
+        f"Part (a): each of the {args.pairs} pairs times one warm `fit` call and one warm `train_curve` call (one "
+        f"epoch each, compiled programs cached) back to back; the overhead is the median of the per-pair ratios, "
+        f"with the smallest and largest ratio as its spread. The matmuls of a curve step are those of a plain "
+        f"step; what it adds is the Bezier point φ(t) over all {nets.param_count(a)} weights, its VJP to the bend "
+        f"and the L2 of φ(t) (memory-bound elementwise work). The diagnostic pair runs one epoch of the same "
+        f"bend-training step (one `lax.scan`, written in this script like the library's) with `curves.point` "
+        f"and with the bend itself as the net.",
     ]
-    return rows, curve_epoch / plain_epoch, notes
+    return rows, float(np.median(ratios)), notes
 
 
 # --------------------------------------------------------------------------- (b) BN-recompute evaluation
@@ -221,7 +204,7 @@ def baseline_bn(model, curve, xb, momentum, ts, x, y, batch: int) -> tuple[np.nd
 
     def variables(t):
         params = point(curve, jnp.asarray(t, dtype))
-        return {"params": params, "batch_stats": stats_fn(params, momentum, xb)}
+        return {"params": params, **stats_fn(params, momentum, xb)}
 
     return per_point_means(batch_sums, (variables(t) for t in ts), x, y, batch)
 
@@ -238,7 +221,7 @@ def part_b(args, gpu: bool) -> tuple[list[tuple[str, str]], float, list[str]]:
     v0 = model.init(jax.random.PRNGKey(10), x_tr[:2])
     v1 = model.init(jax.random.PRNGKey(11), x_tr[:2])
     curve = curves.perturb_bends(curves.bezier(v0["params"], v1["params"], 1), jax.random.PRNGKey(12), 0.02)
-    theta = batchnorm.bn_point_theta(curve, model, v0["params"], v0["batch_stats"], x_tr, batch_size=args.bn_batch)
+    theta = batchnorm.bn_point_theta(curve, model, v0, x_tr, batch_size=args.bn_batch)
     _, xb, momentum = theta
     ts = np.linspace(0.0, 1.0, args.points)
     point_fn = batchnorm.BNPoint(inner=curves.curve_point, model=model)
@@ -247,35 +230,30 @@ def part_b(args, gpu: bool) -> tuple[list[tuple[str, str]], float, list[str]]:
     print(f"(b) MLPBN 784-{'-'.join(map(str, widths))}-10 ({n_params} params); BN recompute over "
           f"{xb.shape[0]}×{xb.shape[1]} training samples; {n_eval} eval samples; {args.points} points", flush=True)
 
-    auto_batch, auto_chunk = choose_sizes(jax.eval_shape(point_fn, theta, jnp.float32(0.5)), apply_fn, x_ev,
-                                           args.points)
-    n_chunks = -(-args.points // auto_chunk)
-    even_chunk = -(-args.points // n_chunks)
-    auto_chunk = even_chunk  # evaluate balances its chunks the same way
+    batch = args.bn_eval_batch
+    _, chunk = choose_sizes(jax.eval_shape(point_fn, theta, jnp.float32(0.5)), apply_fn, x_ev, args.points,
+                            batch_size=batch)
+    n_chunks = -(-args.points // chunk)
 
-    def ours(chunk=None):
-        return evaluate(point_fn, theta, ts, x_ev, y_ev, apply_fn=apply_fn, chunk=chunk)
+    def ours():
+        return evaluate(point_fn, theta, ts, x_ev, y_ev, apply_fn=apply_fn, batch_size=batch).loss
 
-    t_first, t_ours, res = timed(ours, args.repeats)
-    print(f"  ours: {t_ours:.3f} s (first call incl. compilation {t_first:.3f} s); automatic sizes: eval batch "
-          f"{auto_batch}, chunk {auto_chunk} → {n_chunks} chunks = {n_chunks * auto_chunk} evaluated points", flush=True)
-    t_even = None
-    if even_chunk != auto_chunk:
-        t_even = best_time(lambda: ours(even_chunk).loss, args.repeats)
-        print(f"  ours with chunk={even_chunk} ({n_chunks} chunks = {n_chunks * even_chunk} evaluated points): "
-              f"{t_even:.3f} s", flush=True)
-
+    t_first, _, _ = timed(ours, 0)
+    print(f"  ours: first call incl. compilation {t_first:.3f} s; eval batch {batch} (both sides), chunk {chunk} "
+          f"points → {n_chunks} chunks", flush=True)
     t0 = time.perf_counter()
-    baseline_bn(model, curve, xb, momentum, ts[:2], x_ev, y_ev, args.bn_eval_batch)  # compile every jitted piece
+    baseline_bn(model, curve, xb, momentum, ts[:2], x_ev, y_ev, batch)  # compile every jitted piece
     t_base_first = time.perf_counter() - t0
-    t_base = float("inf")
-    for _ in range(args.baseline_repeats):
-        t0 = time.perf_counter()
-        base_loss, base_acc = baseline_bn(model, curve, xb, momentum, ts, x_ev, y_ev, args.bn_eval_batch)
-        t_base = min(t_base, time.perf_counter() - t0)
-    print(f"  baseline (per-point loop): {t_base:.3f} s (2-point warm-up incl. compilation {t_base_first:.3f} s)",
-          flush=True)
 
+    def base():
+        return baseline_bn(model, curve, xb, momentum, ts, x_ev, y_ev, batch)[0]
+
+    t_ours, t_base, ratios = paired_ratios(ours, base, args.bn_pairs)
+    for r in range(args.bn_pairs):
+        print(f"  pair {r + 1}: ours {t_ours[r]:.3f} s, baseline {t_base[r]:.3f} s, speed-up {ratios[r]:.2f}×",
+              flush=True)
+    res = evaluate(point_fn, theta, ts, x_ev, y_ev, apply_fn=apply_fn, batch_size=batch)
+    base_loss, base_acc = baseline_bn(model, curve, xb, momentum, ts, x_ev, y_ev, batch)
     abs_err = float(np.max(np.abs(res.loss - base_loss)))
     rel_err = float(np.max(np.abs(res.loss - base_loss) / np.abs(base_loss)))
     acc_err = float(np.max(np.abs(res.acc - base_acc)))
@@ -284,56 +262,41 @@ def part_b(args, gpu: bool) -> tuple[list[tuple[str, str]], float, list[str]]:
     ok = rel_err < 1e-3
     dense = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(v0["params"]) if p.ndim == 2)
     flops = 2 * dense * (xb.shape[0] * xb.shape[1] + n_eval) * args.points  # forward passes, both methods
+    med_ours, med_base = float(np.median(t_ours)), float(np.median(t_base))
     rows = [
         ("part", f"(b) {args.points} points on a curve between two BatchNorm nets, BN statistics recomputed per point"),
         ("machine", machine_description()),
         ("net / data", f"flax `MLPBN` 784-{'-'.join(map(str, widths))}-10 ({n_params} params), Bezier 1 bend; "
                        f"BN recompute over {xb.shape[0] * xb.shape[1]} training samples (batches of {xb.shape[1]}); "
-                       f"loss/acc over {n_eval} samples"),
+                       f"loss/acc over {n_eval} samples in batches of {batch} (both sides)"),
         ("load average (1, 5, 15 min) after the part", load_average()),
-        ("ours: `evaluate` + `BNPoint` (vmap points, scan batches)",
-         f"{t_ours:.3f} s (automatic sizes: eval batch {auto_batch}, chunk {auto_chunk} → {n_chunks} chunks, "
-         f"{n_chunks * auto_chunk} points evaluated incl. padding)"),
+        ("timing", f"{args.bn_pairs} pairs of warm calls back to back, alternating which runs first"),
+        ("ours: `evaluate` + `BNPoint` (vmap points, scan batches), median (min … max)",
+         f"{med_ours:.3f} s ({t_ours.min():.3f} … {t_ours.max():.3f}); chunk {chunk} → {n_chunks} chunks"),
         ("ours, first call incl. compilation", f"{t_first:.3f} s"),
-    ]
-    if t_even is not None:
-        rows.append((f"ours with `chunk={even_chunk}` (same {n_chunks} chunks, {n_chunks * even_chunk} points evaluated)",
-                     f"{t_even:.3f} s"))
-    rows += [
-        (f"baseline: per-point loop (jitted point, BN recompute, eval batch {args.bn_eval_batch})", f"{t_base:.3f} s"),
+        (f"baseline: per-point loop (jitted point, BN recompute, eval batch {batch}), median (min … max)",
+         f"{med_base:.3f} s ({t_base.min():.3f} … {t_base.max():.3f})"),
         ("baseline, 2-point warm-up incl. compilation", f"{t_base_first:.3f} s"),
-        ("per point, ours / baseline", f"{1e3 * t_ours / args.points:.1f} ms / {1e3 * t_base / args.points:.1f} ms"),
-        ("speed-up (baseline / ours, automatic sizes)", f"{t_base / t_ours:.2f}×"),
-    ]
-    if t_even is not None:
-        rows.append((f"speed-up with `chunk={even_chunk}`", f"{t_base / t_even:.2f}×"))
-    rows += [
-        (f"forward-pass FP32 GFLOP/s ({args.points} points × (BN pass + eval), padding not counted), ours / baseline",
-         f"{flops / t_ours / 1e9:.0f} / {flops / t_base / 1e9:.0f}"),
+        ("per point, ours / baseline (medians)",
+         f"{1e3 * med_ours / args.points:.1f} ms / {1e3 * med_base / args.points:.1f} ms"),
+        ("speed-up baseline / ours: median of the paired ratios (min … max)",
+         f"{np.median(ratios):.2f}× ({ratios.min():.2f}× … {ratios.max():.2f}×)"),
+        (f"forward-pass FP32 GFLOP/s ({args.points} points × (BN pass + eval)), ours / baseline (medians)",
+         f"{flops / med_ours / 1e9:.0f} / {flops / med_base / 1e9:.0f}"),
         ("agreement: max abs / rel. difference of losses", f"{abs_err:.1e} / {rel_err:.1e} ({'OK' if ok else 'FAIL'})"),
         ("agreement: max abs difference of accuracies", f"{acc_err:.1e}"),
     ]
     if not ok:
-        emit(rows, t_base / t_ours, None)
+        emit(rows, float(np.median(ratios)), None)
         sys.exit(f"results disagree: max rel. difference of the losses {rel_err:.2e} >= 1e-3")
     notes = [
         f"Part (b): both methods do the same {flops / 1e9:.1f} GFLOP of forward passes (one BN pass over "
-        f"{xb.shape[0] * xb.shape[1]} training samples and one eval pass over {n_eval} samples per point); ours "
-        f"reached {flops / t_ours / 1e9:.1f} GFLOP/s and the per-point loop {flops / t_base / 1e9:.1f} GFLOP/s."
-        + (f" With batches of {xb.shape[1]} and width {width} one point's matmuls already occupy this machine, and "
-           f"the loop's per-call overhead ({args.points} × (2 + {-(-n_eval // args.bn_eval_batch)}) jitted calls, "
-           f"a host read-back per eval batch) is small next to {1e3 * t_base / args.points:.0f} ms of compute per "
-           f"point, so vectorising over points has little to gain here."
-           if t_base / min(t_ours, t_even or t_ours) < 1.25 else ""),
-        f"`evaluate` chose chunks of {auto_chunk} points (its 512 MiB memory budget) and eval batches of "
-        f"{auto_batch}; {args.points} points then need {n_chunks} chunk(s)"
-        + (f" and the last one is padded to a full chunk, so {n_chunks * auto_chunk} points are evaluated "
-           f"({100 * (n_chunks * auto_chunk / args.points - 1):.0f}% more than needed)."
-           if n_chunks * auto_chunk > args.points else " (no padding).")
-        + (f" With `chunk={even_chunk}` (the same {n_chunks} chunks, {n_chunks * even_chunk} points) ours took "
-           f"{t_even:.3f} s." if t_even is not None else ""),
+        f"{xb.shape[0] * xb.shape[1]} training samples and one eval pass over {n_eval} samples per point) with the "
+        f"same evaluation batch size ({batch}); ours reached {flops / med_ours / 1e9:.1f} GFLOP/s and the per-point "
+        f"loop {flops / med_base / 1e9:.1f} GFLOP/s (medians). `evaluate` vectorises {chunk} points per chunk "
+        f"(its memory budget); {args.points} points need {n_chunks} chunk(s).",
     ]
-    return rows, t_base / t_ours, notes
+    return rows, float(np.median(ratios)), notes
 
 
 def main() -> None:
@@ -344,33 +307,37 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128, help="(a) batch size")
     ap.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"], help="(a) both runs")
     ap.add_argument("--lr", type=float, default=0.01, help="(a) learning rate of both runs")
-    ap.add_argument("--blocks", type=int, default=4, help="(a) jitted blocks (progress lines) per epoch, ≥ 2")
+    ap.add_argument("--blocks", type=int, default=4, help="(a) jitted blocks (progress lines) per epoch")
+    ap.add_argument("--weight-decay", type=float, default=1e-4, help="(a) both runs (curve: on φ(t))")
     ap.add_argument("--bn-train", type=int, default=None, help="(b) training samples for the BN recompute "
                                                                 "(default 4096 CPU, 50000 GPU)")
     ap.add_argument("--bn-eval", type=int, default=None, help="(b) evaluation samples (default 2048 CPU, 10000 GPU)")
     ap.add_argument("--bn-width", type=int, default=None, help="(b) hidden width (default 256 CPU, 1024 GPU)")
     ap.add_argument("--bn-depth", type=int, default=2, help="(b) hidden layers")
     ap.add_argument("--bn-batch", type=int, default=128, help="(b) batch size of the BN-recompute pass (both)")
-    ap.add_argument("--bn-eval-batch", type=int, default=128, help="(b) baseline's evaluation batch size")
+    ap.add_argument("--bn-eval-batch", type=int, default=128, help="(b) evaluation batch size of both sides")
     ap.add_argument("--points", type=int, default=121, help="(b) points on the curve")
-    ap.add_argument("--repeats", type=int, default=3, help="timed repeats (best is reported)")
-    ap.add_argument("--baseline-repeats", type=int, default=1, help="(b) timed repeats of the per-point loop")
+    ap.add_argument("--pairs", type=int, default=9, help="(a) timed pairs plain / curve (>= 7)")
+    ap.add_argument("--bn-pairs", type=int, default=3, help="(b) timed pairs ours / per-point loop")
     ap.add_argument("--skip-a", action="store_true")
     ap.add_argument("--skip-b", action="store_true")
     ap.add_argument("--out", help="append the result tables to this markdown file")
     args = ap.parse_args()
-    if args.blocks < 2:
-        ap.error("--blocks must be at least 2 (the first block of a fit call holds its compilation)")
+    if args.blocks < 1:
+        ap.error("--blocks must be at least 1")
+    if args.pairs < 7 or args.bn_pairs < 1:
+        ap.error(f"--pairs must be at least 7 and --bn-pairs at least 1, got {args.pairs} and {args.bn_pairs}")
     gpu = jax.devices()[0].platform == "gpu"
     print(f"machine: {machine_description()}", flush=True)
     header = ("# bench_curves: curve-training overhead and BN-recompute evaluation\n\n"
               f"Machine: {machine_description()}.\n\n"
               "(a) Wall time of one epoch of `stability.curves.train_curve` (Bezier, 1 bend) against one epoch "
-              "of `stability.core.train.fit` of the same MLP (same optimizer, batch size and steps; steady state, "
-              "compilation excluded). Garipov et al. (2018), A.2: the gap is usually below 15%. "
+              "of `stability.core.train.fit` of the same MLP (same optimizer, batch size and steps; warm calls, "
+              "compilation excluded), as the median of paired per-repeat ratios. Garipov et al. (2018), A.2: the "
+              "gap is usually below 15%. "
               "(b) 121 points on a curve between two flax BatchNorm MLPs with the BN statistics recomputed at "
               "every point by one pass over the training batches: `evaluate` + `BNPoint` (vectorised) against a "
-              "per-point Python loop of jitted pieces, in the same process. Each block below is one run; its "
+              "per-point Python loop of jitted pieces, same evaluation batch size, in the same process. Each block below is one run; its "
               "heading is the command. Synthetic data (x ~ N(0, 1), random labels).\n")
     for skip, part in ((args.skip_a, part_a), (args.skip_b, part_b)):
         if skip:

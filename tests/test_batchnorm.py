@@ -28,14 +28,15 @@ def model_and_data(x64):
 def test_momentum_probe_reads_the_modules_momentum(model_and_data):
     model, x, _, v0, _ = model_and_data
     m = batchnorm.bn_momentum(model, v0, x[:16])
+    assert set(m) == {"batch_stats"}
     for leaf in jax.tree_util.tree_leaves(m):
         np.testing.assert_allclose(leaf, 0.9, rtol=1e-12)
 
 
 def test_recompute_matches_direct_batch_means(model_and_data):
     model, x, _, v0, _ = model_and_data
-    theta = batchnorm.bn_point_theta(None, model, v0["params"], v0["batch_stats"], x, batch_size=16)
-    stats = batchnorm.recompute_batch_stats(model, v0["params"], theta[2], theta[1])
+    theta = batchnorm.bn_point_theta(None, model, v0, x, batch_size=16)
+    stats = batchnorm.recompute_batch_stats(model, v0["params"], theta[2], theta[1])["batch_stats"]
     # first BN layer normalises Dense_0(x): its statistics are averages of per-batch moments
     k, b = v0["params"]["Dense_0"]["kernel"], v0["params"]["Dense_0"]["bias"]
     h = np.asarray(x @ k + b).reshape(4, 16, -1)
@@ -45,8 +46,8 @@ def test_recompute_matches_direct_batch_means(model_and_data):
 
 def test_recompute_at_t0_reproduces_the_end_models_statistics_and_vmaps_over_t(model_and_data):
     model, x, y, v0, v1 = model_and_data
-    theta0 = batchnorm.bn_point_theta(None, model, v0["params"], v0["batch_stats"], x, batch_size=16)
-    end_stats = batchnorm.recompute_batch_stats(model, v0["params"], theta0[2], theta0[1])
+    theta0 = batchnorm.bn_point_theta(None, model, v0, x, batch_size=16)
+    end_stats = batchnorm.recompute_batch_stats(model, v0["params"], theta0[2], theta0[1])["batch_stats"]
     point = batchnorm.BNPoint(evaluate.line_point, model)
     theta = ((v0["params"], v1["params"]), theta0[1], theta0[2])
     at0 = point(theta, jnp.float64(0.0))
@@ -69,7 +70,7 @@ def test_train_mode_apply_and_vgg_model():
     out = batchnorm.BNTrain(model)(v["params"], x)
     assert out.shape == (2, 3)
     with pytest.raises(ValueError, match="full batch"):
-        batchnorm.bn_point_theta(None, model, v["params"], v["batch_stats"], x, batch_size=16)
+        batchnorm.bn_point_theta(None, model, v, x, batch_size=16)
 
 
 def test_curve_training_and_evaluation_on_a_batchnorm_model():
@@ -86,14 +87,14 @@ def test_curve_training_and_evaluation_on_a_batchnorm_model():
     cfg = TrainConfig(steps=150, batch_size=64, optimizer="adam", lr=1e-2, log_every=50)
     trained, hist = curves.train_curve(curve, batchnorm.BNTrain(model), x, y, cfg, progress=False)
     assert hist.loss[-1] < hist.loss[0]
-    theta = batchnorm.bn_point_theta(trained, model, v[0]["params"], v[0]["batch_stats"], x, batch_size=64)
+    theta = batchnorm.bn_point_theta(trained, model, v[0], x, batch_size=64)
     point = batchnorm.BNPoint(curves.curve_point, model)
     res = evaluate.evaluate(point, theta, np.linspace(0, 1, 7), x, y, apply_fn=batchnorm.BNEval(model))
     before = evaluate.evaluate(point, (curve,) + theta[1:], np.linspace(0, 1, 7), x, y,
                                apply_fn=batchnorm.BNEval(model))
     assert res.loss[1:-1].max() < before.loss[1:-1].max()  # the interior improved
     assert res.loss[0] == before.loss[0] and res.loss[-1] == before.loss[-1]  # the (untrained) ends did not move
-    end_stats = batchnorm.recompute_batch_stats(model, v[1]["params"], theta[2], theta[1])
+    end_stats = batchnorm.recompute_batch_stats(model, v[1]["params"], theta[2], theta[1])["batch_stats"]
     at1 = point(theta, jnp.float32(1.0))["batch_stats"]
     for p, q in zip(jax.tree_util.tree_leaves(at1), jax.tree_util.tree_leaves(end_stats)):
         np.testing.assert_array_equal(p, q)

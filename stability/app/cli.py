@@ -162,7 +162,8 @@ def cmd_fge(args: argparse.Namespace) -> int:
     rows = ensembles.compare_budgets(make, ds, cfg, budgets=args.budgets, fge_cycle=args.cycle,
                                      fge_alphas=(args.alpha1, args.alpha2))
     sec = report.section("fge", "Equal-budget ensembles (Garipov Table 1 layout)")
-    sec.text(f"Budget B = {cfg.steps} SGD steps; FGE: pre-train 75% of the budget, then cycle c = {args.cycle}, "
+    sec.text(f"Budget B = {cfg.steps} SGD steps; FGE: from the independent run's state at 75% of the budget "
+             f"(momentum kept), then cycle c = {args.cycle}, "
              f"α1 = {args.alpha1}, α2 = {args.alpha2}; SSE: cosine restarts, 2 snapshots per run; a kB budget ensembles k independent runs of each method.")
     sec.table(["budget", "method", "members", "test err %", "NLL"],
               [[f"{r['budget']}B", r["method"], r["members"], r["error"], r["nll"]] for r in rows])

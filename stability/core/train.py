@@ -27,8 +27,8 @@ Optimizer = Literal["sgd", "momentum", "adam"]
 ScheduleName = Literal["constant", "cosine", "linear", "step"]
 LossName = Literal["cross_entropy", "squared_error"]
 
-__all__ = ["TrainConfig", "History", "fit", "MinibatchOrder", "make_optimizer", "make_schedule", "KerasDecay", "dropout_scales", "save", "load",
-           "CheckpointError"]
+__all__ = ["TrainConfig", "TrainState", "History", "fit", "MinibatchOrder", "make_optimizer", "make_schedule", "KerasDecay",
+           "GaripovSchedule", "dropout_scales", "save", "load", "CheckpointError"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +37,8 @@ class TrainConfig:
 
     ``dropout`` is one rate for every hidden layer or one per hidden layer; for conv layers
     the mask is channel-wise (whole channels, Remark 1) unless ``channelwise=False``.
-    ``schedule`` is ``constant``, ``cosine``, ``linear`` (to 0) or ``step`` (×0.1 at 50% and 75%).
+    ``schedule`` is ``constant``, ``cosine``, ``linear`` (to 0), ``step`` (×0.1 at 50% and 75%) or ``garipov``
+    (:class:`GaripovSchedule`, per step: constant for the first half, linear decay to 1% at 90%, then 1%).
     """
 
     steps: int = 1000
@@ -66,7 +67,37 @@ def make_schedule(cfg: TrainConfig) -> optax.Schedule:
         return optax.linear_schedule(cfg.lr, 0.0, cfg.steps)
     if cfg.schedule == "step":
         return optax.piecewise_constant_schedule(cfg.lr, {cfg.steps // 2: 0.1, (3 * cfg.steps) // 4: 0.1})
-    raise ValueError(f"unknown schedule {cfg.schedule!r}; known: constant, cosine, linear, step")
+    if cfg.schedule == "garipov":
+        return GaripovSchedule(float(cfg.lr), int(cfg.steps))
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; known: constant, cosine, linear, step, garipov")
+
+
+@dataclasses.dataclass(frozen=True)
+class GaripovSchedule:
+    """The learning rate of Garipov et al. 2018's official code (``learning_rate_schedule`` of its ``train.py``,
+    used for the end points and for the curves): with ``α = e / E`` for epoch ``e = 1 … E``, the rate is
+    ``lr`` for ``α ≤ 0.5``, ``lr·(1 − 0.99·(α − 0.5)/0.4)`` for ``0.5 < α ≤ 0.9`` (linear down to 1%) and
+    ``0.01·lr`` after. The official code sets the rate once per epoch; here an "epoch" is ``steps_per_epoch``
+    optimizer steps (``1``: the rate changes at every step, ``α = (count + 1)/steps``). ``count`` is optax's
+    0-based step. A frozen dataclass, so equal schedules hash equal and compiled programs are reused."""
+
+    lr: float
+    steps: int
+    steps_per_epoch: int = 1
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.steps_per_epoch < 1:
+            raise ValueError(f"GaripovSchedule needs steps >= 1 and steps_per_epoch >= 1, got steps={self.steps}, "
+                             f"steps_per_epoch={self.steps_per_epoch}")
+
+    def factor(self, count: jax.Array) -> jax.Array:
+        """The multiplier of ``lr`` at 0-based step ``count``."""
+        epoch = jnp.floor_divide(jnp.asarray(count), self.steps_per_epoch) + 1
+        alpha = epoch * self.steps_per_epoch / self.steps
+        return jnp.where(alpha <= 0.5, 1.0, jnp.where(alpha <= 0.9, 1.0 - (alpha - 0.5) / 0.4 * 0.99, 0.01))
+
+    def __call__(self, count: jax.Array) -> jax.Array:
+        return self.lr * self.factor(count)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +189,18 @@ class History:
         return out
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """Where a run stands: the weights, the optimizer state (momentum buffers, Adam moments, the schedule's step
+    counter) and the number of optimizer steps taken. :func:`fit` continues from one (``fit(state, …)``) and
+    hands them out at snapshot steps (``snapshot_state=True``), e.g. FGE starting from a normal run's
+    checkpoint with its momentum kept (Garipov et al. 2018, §5)."""
+
+    params: Any
+    opt_state: Any
+    step: int
+
+
 class MinibatchOrder:
     """Minibatch indices: each epoch a fresh permutation from a NumPy generator seeded with ``seed``,
     cut into full batches (the remainder is dropped)."""
@@ -227,7 +270,7 @@ def _test_metrics(loss: Loss, params: _nets.Net, x_test: Array, y_test: Array) -
 
 
 def fit(
-    net: _nets.Net,
+    net: _nets.Net | TrainState,
     x: Array,
     y: Array,
     cfg: TrainConfig = TrainConfig(),
@@ -237,17 +280,26 @@ def fit(
     progress: bool = True,
     schedule: optax.Schedule | None = None,
     snapshot_at: Sequence[int] = (),
-) -> tuple[_nets.Net, dict[str, list[Any]]]:
+    snapshot_state: bool = False,
+) -> tuple[_nets.Net, History]:
     """Train ``net`` on ``(x, y)`` for ``cfg.steps`` minibatch steps; returns ``(net, history)``.
 
-    ``history`` (:class:`History`) holds per-block ``step``, mean train ``loss``, ``lr`` and, when test data
-    is given, ``test_loss`` / ``test_acc`` at the end of each block; progress lines (steps, rate, time left) go
-    to the ``stability.progress`` logger. ``schedule`` (a function of the 0-based step) overrides
-    ``cfg.schedule``, e.g. for FGE's cyclic rate; the nets after the (1-based) steps in ``snapshot_at`` are
-    returned in ``history.snapshots``.
+    ``net`` is a :class:`~stability.core.nets.Net` (a fresh optimizer state) or a :class:`TrainState` (continue
+    from its weights and optimizer state; the schedule is read at the state's step counter, so a run split in
+    two with the same ``cfg`` follows one schedule). ``history`` (:class:`History`) holds per-block ``step``
+    (counted from this call's start), mean train ``loss``, ``lr`` (the rate the optimizer used) and, when test
+    data is given, ``test_loss`` / ``test_acc`` at the end of each block; progress lines (steps, rate, time left)
+    go to the ``stability.progress`` logger. ``schedule`` (a function of the 0-based optimizer step) overrides
+    ``cfg.schedule``, e.g. for FGE's cyclic rate; the nets after the (1-based, counted from this call's start)
+    steps in ``snapshot_at`` are returned in ``history.snapshots`` — as :class:`TrainState` with
+    ``snapshot_state``.
     """
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.log_every < 1:
         raise ValueError("steps, batch_size and log_every must be positive")
+    state = net if isinstance(net, TrainState) else None
+    net = state.params if state is not None else net
+    if not isinstance(net, _nets.Net):
+        raise ValueError(f"fit trains a stability.core.nets.Net or continues a TrainState, got {type(net).__name__}")
     x = jnp.asarray(x)
     y = jnp.asarray(y)
     if x.shape[0] != y.shape[0]:
@@ -277,6 +329,13 @@ def fit(
 
     params = net
     opt_state = opt.init(params)
+    start = 0
+    if state is not None:
+        want, got = jax.tree_util.tree_structure(opt_state), jax.tree_util.tree_structure(state.opt_state)
+        if want != got:
+            raise ValueError(f"the TrainState's optimizer state does not fit optimizer {cfg.optimizer!r}:\n{got}\n"
+                             f"expected\n{want}")
+        opt_state, start = state.opt_state, int(state.step)
     hist = History()
     done = 0
     block: list[Array] = []
@@ -293,7 +352,7 @@ def fit(
         done += k
         block.append(values)
         if done in snaps:
-            hist.snapshots.append(params)
+            hist.snapshots.append(TrainState(params, opt_state, start + done) if snapshot_state else params)
         if done % cfg.log_every and done != cfg.steps:
             continue
         mean_loss = float(jnp.mean(jnp.concatenate(block)))
@@ -303,7 +362,7 @@ def fit(
             raise FloatingPointError(f"training diverged (loss {mean_loss}) by step {done}; lower the learning rate")
         hist.step.append(done)
         hist.loss.append(mean_loss)
-        hist.lr.append(float(sched(done - 1)))
+        hist.lr.append(float(sched(start + done - 1)))
         info = {"loss": mean_loss}
         if x_test is not None:
             tl, ta = _test_metrics(loss, params, x_test, y_test)

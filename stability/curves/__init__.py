@@ -2,9 +2,9 @@
 (Garipov et al. 2018), curve metrics, BatchNorm recompute, flax models, ensembles (curve, FGE, snapshot,
 independent) and loss planes. The curve API itself is re-exported here: ``stability.curves.bezier(...)``."""
 
-from stability.curves.curve import (Curve, CurveTrainSpec, as_polycurve, bezier, control_points, curve_point,
+from stability.curves.curve import (Curve, CurveTrainSpec, as_polycurve, bezier, control_points, curve_objective, curve_point,
                                     perturb_bends, point, points, polychain, straight, train_curve, trivial_path_point,
                                     trivial_point)
 
-__all__ = ["Curve", "CurveTrainSpec", "as_polycurve", "bezier", "control_points", "curve_point", "perturb_bends",
+__all__ = ["Curve", "CurveTrainSpec", "as_polycurve", "bezier", "control_points", "curve_objective", "curve_point", "perturb_bends",
            "point", "points", "polychain", "straight", "train_curve", "trivial_path_point", "trivial_point"]

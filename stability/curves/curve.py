@@ -13,7 +13,10 @@ Zero bends is the straight segment. ``φ(0)`` and ``φ(1)`` are the end points b
 
 :func:`train_curve` minimises eq. (3) of Garipov, ``ℓ(θ) = E_{t∼U(0,1)} L(φ_θ(t))``, with one
 fresh ``t`` per minibatch, gradients w.r.t. the bends only (the end points stay fixed), in
-jitted ``lax.scan`` blocks. Everything is a pure function of pytrees and an ``apply_fn(params, x)``,
+jitted ``lax.scan`` blocks. As in the paper's official code, weight decay regularises the curve POINT:
+``L(φ_θ(t)) + ½·wd·‖φ_θ(t)‖²`` at the sampled ``t`` (``penalty="point"``); ``penalty="bends"`` puts
+``½·wd·‖θ‖²`` on the bends instead. The default optimiser is the paper's: SGD with momentum 0.9 and the
+official schedule (:class:`stability.core.train.GaripovSchedule`). Everything is a pure function of pytrees and an ``apply_fn(params, x)``,
 so no layer is rewritten per architecture. :func:`curve_point` is the point function for
 :func:`stability.core.evaluate.evaluate`, so a learned curve lands in the same tables as any path.
 """
@@ -42,16 +45,22 @@ if TYPE_CHECKING:
 Array = jax.Array
 ApplyFn = Callable[[Any, Array], Array]
 Kind = Literal["polychain", "bezier"]
-Penalty = Literal["bends"]
-"""What the curve's weight decay penalises: ``"bends"`` (``wd/2·‖bends‖²``)."""
+Penalty = Literal["point", "bends"]
+"""What the curve's weight decay penalises: ``"point"`` — ``½·wd·‖φ_θ(t)‖²`` at the sampled ``t`` (Garipov et al.'s
+official code: the L2 of the curve point's weights, ``curves.l2_regularizer``); ``"bends"`` — ``½·wd·‖θ‖²`` on
+the trainable bends."""
 
-DEFAULT_CURVE_CONFIG = TrainConfig(steps=1000, batch_size=128, optimizer="adam", lr=1e-2, schedule="constant",
-                                   log_every=200)
-"""The curve trainer's defaults (Adam at 1e-2, constant rate, 1,000 steps of 128)."""
+DEFAULT_CURVE_CONFIG = TrainConfig(steps=1000, batch_size=128, optimizer="momentum", lr=0.05, momentum=0.9,
+                                   schedule="garipov", weight_decay=1e-4, log_every=200)
+"""The curve trainer's defaults, the paper's recipe: SGD with momentum 0.9, lr 0.05 held for the first half then
+decayed linearly to 1% (:class:`~stability.core.train.GaripovSchedule`), weight decay 1e-4 (the official code's
+default) on the curve point; 1,000 steps of 128. Adam stays available (``optimizer="adam"``)."""
 
 __all__ = ["Curve", "polychain", "bezier", "straight", "point", "points", "curve_point", "control_points",
-           "perturb_bends", "train_curve", "CurveTrainSpec", "trivial_point", "trivial_path_point",
-           "DEFAULT_CURVE_CONFIG", "Penalty"]
+           "perturb_bends", "penalty_minimiser", "train_curve", "curve_objective", "CurveTrainSpec", "trivial_point", "trivial_path_point",
+           "DEFAULT_CURVE_CONFIG", "Penalty", "PENALTIES"]
+
+PENALTIES: tuple[Penalty, ...] = ("point", "bends")
 
 _KINDS = ("polychain", "bezier")
 
@@ -206,6 +215,44 @@ def perturb_bends(curve: Curve, key: Array, scale: float) -> Curve:
     return dataclasses.replace(curve, bends=jax.tree_util.tree_unflatten(treedef, new))
 
 
+def _basis_gram(kind: Kind, n: int) -> np.ndarray:
+    """``G_ij = E_{t∼U(0,1)}[c_i(t) c_j(t)]`` for the ``n + 2`` basis functions of the curve (exact)."""
+    d = n + 1
+    if kind == "bezier":  # ∫ B_i B_j dt = C(d,i) C(d,j) (i+j)! (2d−i−j)! / (2d+1)!
+        return np.array([[math.comb(d, i) * math.comb(d, j) * math.factorial(i + j) * math.factorial(2 * d - i - j)
+                          / math.factorial(2 * d + 1) for j in range(d + 1)] for i in range(d + 1)])
+    h = 1.0 / d  # hat functions on d equal pieces: the linear finite-element mass matrix
+    g = np.zeros((d + 1, d + 1))
+    for k in range(d):
+        g[k:k + 2, k:k + 2] += h * np.array([[1 / 3, 1 / 6], [1 / 6, 1 / 3]])
+    return g
+
+
+def penalty_minimiser(curve: Curve, penalty: Penalty = "point") -> Curve:
+    """The curve (same ends and kind) whose bends minimise the weight-decay term ALONE — where training would
+    end if the data loss were flat around it, so the length ratio a long run approaches when the penalty
+    dominates. ``"bends"``: ``θ = 0``. ``"point"``: minimises ``E_t ‖φ_θ(t)‖² = Σ_ij G_ij ⟨w_i, w_j⟩`` with
+    ``G_ij = E_t[c_i(t) c_j(t)]`` the Gram matrix of the basis (Bernstein polynomials or hat functions), so the
+    bends solve ``G_II θ = −G_IE (ŵ_1, ŵ_2)``; one bend: Bezier ``θ = −¾(ŵ_1 + ŵ_2)``, polychain
+    ``θ = −¼(ŵ_1 + ŵ_2)``."""
+    _check_penalty(penalty)
+    n = curve.n_bends
+    if n == 0:
+        return curve
+    if penalty == "bends":
+        return dataclasses.replace(curve, bends=jax.tree_util.tree_map(jnp.zeros_like, curve.bends))
+    g = _basis_gram(curve.kind, n)
+    inner, ends = list(range(1, n + 1)), [0, n + 1]
+    coef = -np.linalg.solve(g[np.ix_(inner, inner)], g[np.ix_(inner, ends)])  # (n, 2)
+
+    def one(a: Array, bs: Array, b: Array) -> Array:
+        c = jnp.asarray(coef, bs.dtype).reshape((n, 2) + (1,) * jnp.ndim(a))
+        return (c[:, 0] * jnp.asarray(a)[None] + c[:, 1] * jnp.asarray(b)[None]).astype(bs.dtype)
+
+    w0, w1 = curve.ends
+    return dataclasses.replace(curve, bends=jax.tree_util.tree_map(one, w0, curve.bends, w1))
+
+
 # --------------------------------------------------------------------------- trivial curve (Appendix A.6)
 
 
@@ -252,38 +299,70 @@ class CurveTrainSpec:
     apply_fn: ApplyFn
     loss: Loss
     cfg: TrainConfig
-    weight_decay_bends: float
+    weight_decay: float
+    penalty: Penalty
     kind: Kind
     fix_ends: bool
+    schedule: optax.Schedule | None = None
+    takes_rng: bool = False
 
 
-def _objective(spec: CurveTrainSpec, trainable: Any, frozen_ends: Any, xs: Array, ys: Array, t: Array) -> Array:
+def _sq_norm(tree: Any) -> Array:
+    return sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def _objective(spec: CurveTrainSpec, trainable: Any, frozen_ends: Any, xs: Array, ys: Array, t: Array,
+               key: Array) -> Array:
+    """Eq. (3)'s stochastic objective at one ``t`` on one minibatch, plus the weight-decay term of ``spec.penalty``."""
     if spec.fix_ends:
         ends, bends = frozen_ends, trainable
     else:
         ends, bends = trainable
     curve = Curve(tuple(ends), bends, spec.kind, spec.fix_ends)
-    value = spec.loss.mean(spec.apply_fn(point(curve, t), xs), ys)
-    if spec.weight_decay_bends:
-        value = value + 0.5 * spec.weight_decay_bends * sum(jnp.sum(jnp.square(b))
-                                                            for b in jax.tree_util.tree_leaves(bends))
+    weights = point(curve, t)
+    out = spec.apply_fn(weights, xs, key) if spec.takes_rng else spec.apply_fn(weights, xs)
+    value = spec.loss.mean(out, ys)
+    if spec.weight_decay:
+        value = value + 0.5 * spec.weight_decay * _sq_norm(weights if spec.penalty == "point" else bends)
     return value
 
 
+def _check_penalty(penalty: str) -> None:
+    if penalty not in PENALTIES:
+        raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
+
+
+def curve_objective(curve: Curve, apply_fn: ApplyFn, x: Array, y: Array, t: Array | float, *,
+                    weight_decay: float = 0.0, penalty: Penalty = "point", loss: str | Loss = "cross_entropy",
+                    key: Array | None = None) -> Array:
+    """The objective one step of :func:`train_curve` descends at curve point ``t`` on the batch ``(x, y)``:
+    ``L(φ_θ(t)) + ½·wd·‖φ_θ(t)‖²`` (``penalty="point"``, Garipov's official regulariser) or
+    ``L(φ_θ(t)) + ½·wd·‖θ‖²`` (``"bends"``). Differentiable in ``curve`` (its bends, and its ends when
+    ``fix_ends`` is off); ``key`` is passed to an ``apply_fn`` that takes one (``takes_rng``, e.g. dropout)."""
+    _check_penalty(penalty)
+    takes_rng = bool(getattr(apply_fn, "takes_rng", False))
+    spec = CurveTrainSpec(apply_fn, get_loss(loss), TrainConfig(), float(weight_decay), penalty, curve.kind,
+                          curve.fix_ends, None, takes_rng)
+    trainable = curve.bends if curve.fix_ends else (tuple(curve.ends), curve.bends)
+    key = jax.random.PRNGKey(0) if key is None else key
+    dtype = jax.tree_util.tree_leaves(curve.ends[0])[0].dtype
+    return _objective(spec, trainable, tuple(curve.ends), jnp.asarray(x), jnp.asarray(y), jnp.asarray(t, dtype), key)
+
+
 def _step(spec: CurveTrainSpec, frozen_ends: Any, x: Array, y: Array, carry: tuple[Any, Any],
-          inp: tuple[Array, Array]) -> tuple[tuple[Any, Any], Array]:
-    """One optimizer step on minibatch ``inp[0]`` at the curve point ``t = inp[1]``."""
-    opt = make_optimizer(spec.cfg)
+          inp: tuple[Array, Array, Array]) -> tuple[tuple[Any, Any], Array]:
+    """One optimizer step on minibatch ``inp[0]`` at the curve point ``t = inp[1]`` (``inp[2]``: the step's key)."""
+    opt = make_optimizer(spec.cfg, spec.schedule)
     params, state = carry
-    bi, t = inp
-    value, grads = jax.value_and_grad(_objective, argnums=1)(spec, params, frozen_ends, x[bi], y[bi], t)
+    bi, t, key = inp
+    value, grads = jax.value_and_grad(_objective, argnums=1)(spec, params, frozen_ends, x[bi], y[bi], t, key)
     updates, state = opt.update(grads, state, params)
     return (optax.apply_updates(params, updates), state), value
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _train_block(spec: CurveTrainSpec, frozen_ends: Any, x: Array, y: Array, carry: tuple[Any, Any],
-                 inp: tuple[Array, Array]) -> tuple[tuple[Any, Any], Array]:
+                 inp: tuple[Array, Array, Array]) -> tuple[tuple[Any, Any], Array]:
     """``len(inp[1])`` optimizer steps; step ``s`` uses minibatch ``inp[0][s]`` and the curve point ``t = inp[1][s]``."""
     return jax.lax.scan(lambda c, i: _step(spec, frozen_ends, x, y, c, i), carry, inp)
 
@@ -298,24 +377,30 @@ def train_curve(
     y: Array,
     cfg: TrainConfig = DEFAULT_CURVE_CONFIG,
     *,
-    penalty: Penalty = "bends",
+    penalty: Penalty = "point",
+    schedule: optax.Schedule | None = None,
     progress: bool = True,
 ) -> tuple[Curve, History]:
     """Train the bends on eq. (3) of Garipov et al.: each step draws a minibatch and one fresh
-    ``t ∼ U(0, 1)`` and takes a gradient step on ``L(φ_θ(t))`` plus the weight-decay term ``cfg.weight_decay``
-    puts on ``penalty`` (``"bends"``: ``wd/2·‖bends‖²``).
+    ``t ∼ U(0, 1)`` and takes a gradient step on :func:`curve_objective` — ``L(φ_θ(t))`` plus the weight-decay
+    term ``cfg.weight_decay`` puts on ``penalty``: ``"point"`` (default, the paper's official code:
+    ``½·wd·‖φ_θ(t)‖²``) or ``"bends"`` (``½·wd·‖θ‖²``).
 
-    ``cfg`` (a :class:`~stability.core.train.TrainConfig`) sets steps, batch size, optimizer, lr, momentum,
-    schedule, weight decay, loss, seed and ``log_every`` (its dropout fields are not used here). With
+    ``cfg`` (a :class:`~stability.core.train.TrainConfig`, default :data:`DEFAULT_CURVE_CONFIG`: SGD with momentum
+    0.9 and the paper's schedule) sets steps, batch size, optimizer, lr, momentum, schedule, weight decay, loss,
+    seed and ``log_every`` (its dropout fields are not used here); ``schedule`` (a function of the 0-based step,
+    e.g. :class:`~stability.core.train.GaripovSchedule` with the epoch length) overrides ``cfg.schedule``. With
     ``curve.fix_ends`` (the default) only the bends move; otherwise the end points train too. ``apply_fn`` must
-    be hashable (a module-level function or a frozen dataclass); the compiled program is cached per
-    (apply_fn, loss, settings, shapes), so restarts do not recompile. Deterministic from ``cfg.seed``
-    (minibatch order: NumPy generator; ``t``: ``jax.random``). Returns ``(trained curve, history)``.
+    be hashable (a module-level function or a frozen dataclass); one with a true ``takes_rng`` attribute is
+    called ``apply_fn(weights, x, key)`` with a fresh key per step (dropout). The compiled program is cached per
+    (apply_fn, loss, settings, shapes), so restarts do not recompile. Deterministic from ``cfg.seed`` (minibatch
+    order: NumPy generator; ``t`` and keys: ``jax.random``). Returns ``(trained curve, history)``.
     """
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.log_every < 1:
         raise ValueError("steps, batch_size and log_every must be positive")
-    if penalty not in ("bends",):
-        raise ValueError(f"penalty must be 'bends', got {penalty!r}")
+    _check_penalty(penalty)
+    if cfg.weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {cfg.weight_decay}")
     if curve.n_bends == 0 and curve.fix_ends:
         raise ValueError("a curve with 0 bends and fixed ends has nothing to train")
     x = jnp.asarray(x)
@@ -324,10 +409,10 @@ def train_curve(
         raise ValueError(f"x and y must hold the same non-zero number of samples, got {x.shape[0]} and {y.shape[0]}")
     shape_cfg = TrainConfig(steps=int(cfg.steps), batch_size=int(cfg.batch_size), optimizer=cfg.optimizer,
                             lr=float(cfg.lr), momentum=float(cfg.momentum), schedule=cfg.schedule)
-    sched = make_schedule(shape_cfg)  # only what shapes the optimizer enters the compiled program (no recompiles)
-    opt = make_optimizer(shape_cfg)
-    spec = CurveTrainSpec(apply_fn, get_loss(cfg.loss), shape_cfg, float(cfg.weight_decay), curve.kind,
-                          curve.fix_ends)
+    sched = schedule if schedule is not None else make_schedule(shape_cfg)
+    opt = make_optimizer(shape_cfg, schedule)  # only what shapes the optimizer enters the compiled program
+    spec = CurveTrainSpec(apply_fn, get_loss(cfg.loss), shape_cfg, float(cfg.weight_decay), penalty, curve.kind,
+                          curve.fix_ends, schedule, bool(getattr(apply_fn, "takes_rng", False)))
     frozen = tuple(curve.ends)
     trainable = curve.bends if curve.fix_ends else (frozen, curve.bends)
     opt_state = opt.init(trainable)
@@ -346,9 +431,10 @@ def train_curve(
         k = min(log_every, steps - done)
         key, sub = jax.random.split(key)
         ts = jax.random.uniform(sub, (k,), dtype)
+        keys = jax.random.split(jax.random.fold_in(sub, 1), k)
         (trainable, opt_state), values = run_steps(  # conv nets on CPU step from Python: see stability.core.hostloop
             lambda c, i: _train_block(spec, frozen, x, y, c, i), lambda c, i: _train_step(spec, frozen, x, y, c, i),
-            (trainable, opt_state), (jnp.asarray(order.take(k)), ts), host_loop)
+            (trainable, opt_state), (jnp.asarray(order.take(k)), ts, keys), host_loop)
         done += k
         mean_loss = float(jnp.mean(values))
         if not np.isfinite(mean_loss):

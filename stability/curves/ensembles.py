@@ -16,7 +16,7 @@ import optax
 
 from stability.core import nets as _nets
 from stability.core.progress import get_logger
-from stability.core.train import TrainConfig, fit
+from stability.core.train import TrainConfig, TrainState, fit, make_schedule
 
 Array = jax.Array
 ApplyFn = Callable[[Any, Array], Array]
@@ -24,7 +24,7 @@ ApplyFn = Callable[[Any, Array], Array]
 _log = get_logger("ensembles")
 
 __all__ = [
-    "fge_lr", "fge_collect", "FGESchedule", "SSESchedule", "fge_schedule", "sse_schedule", "ensemble_probs", "ensemble_metrics",
+    "fge_lr", "fge_collect", "FGESchedule", "SSESchedule", "BudgetRuns", "fge_schedule", "sse_schedule", "ensemble_probs", "ensemble_metrics",
     "fit_temperature", "fge", "snapshot_ensemble", "independent_ensemble", "compare_budgets",
     "curve_ensemble", "pair_ensemble_along", "random_direction_point", "random_unit_direction",
 ]
@@ -46,15 +46,18 @@ def fge_collect(i: int, c: int) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class FGESchedule:
-    """:func:`fge_lr` as an optax schedule (optax counts steps from 0, FGE from 1). A frozen dataclass: equal
-    schedules hash equal, so :func:`stability.core.train.fit` reuses its compiled program across runs."""
+    """:func:`fge_lr` as an optax schedule (optax counts steps from 0, FGE from 1). ``start`` is the optimizer step
+    FGE begins at (a pre-training run's step counter, carried in its optimizer state): FGE's iteration ``i`` is
+    ``count − start + 1``. A frozen dataclass: equal schedules hash equal, so
+    :func:`stability.core.train.fit` reuses its compiled program across runs."""
 
     c: int
     alpha1: float
     alpha2: float
+    start: int = 0
 
     def __call__(self, count: Array) -> Array:
-        return fge_lr(count + 1, self.c, self.alpha1, self.alpha2)
+        return fge_lr(count - self.start + 1, self.c, self.alpha1, self.alpha2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,11 +71,13 @@ class SSESchedule:
         return self.alpha0 / 2 * (jnp.cos(jnp.pi * jnp.mod(count, self.period) / self.period) + 1)
 
 
-def fge_schedule(c: int, alpha1: float, alpha2: float) -> optax.Schedule:
-    """:func:`fge_lr` as an optax schedule (see :class:`FGESchedule`)."""
+def fge_schedule(c: int, alpha1: float, alpha2: float, start: int = 0) -> optax.Schedule:
+    """:func:`fge_lr` as an optax schedule starting at optimizer step ``start`` (see :class:`FGESchedule`)."""
     if c < 2 or c % 2:
         raise ValueError(f"the FGE cycle length must be an even integer >= 2, got {c}")
-    return FGESchedule(int(c), float(alpha1), float(alpha2))
+    if start < 0:
+        raise ValueError(f"the FGE start step must be >= 0, got {start}")
+    return FGESchedule(int(c), float(alpha1), float(alpha2), int(start))
 
 
 def sse_schedule(total: int, cycles: int, alpha0: float) -> optax.Schedule:
@@ -130,14 +135,18 @@ def fit_temperature(logits: Array, y: Array, grid: Array | None = None) -> float
     return float((lo + hi) / 2)
 
 
-def fge(net: _nets.Net, x: Array, y: Array, cfg: TrainConfig, *, cycle: int, alpha1: float, alpha2: float,
-        **fit_kw) -> tuple[list[_nets.Net], dict[str, Any]]:
+def fge(net: _nets.Net | TrainState, x: Array, y: Array, cfg: TrainConfig, *, cycle: int, alpha1: float,
+        alpha2: float, **fit_kw) -> tuple[list[_nets.Net], Any]:
     """Fast Geometric Ensembling from a pre-trained ``net``: ``cfg.steps`` iterations of the cyclic
-    rate, collecting at ``mod(i, c) = c/2``. Returns the collected members and the history."""
+    rate, collecting at ``mod(i, c) = c/2``. ``net`` may be a :class:`~stability.core.train.TrainState` (a normal
+    run's checkpoint): FGE then continues with its optimizer state — momentum buffers kept, as the paper's code
+    loads the checkpoint's optimizer state — and its cycle starts at the state's step. Returns the collected
+    members and the history."""
     snaps = [i for i in range(1, cfg.steps + 1) if fge_collect(i, cycle)]
     if not snaps:
         raise ValueError(f"{cfg.steps} steps hold no collection point of cycle {cycle}")
-    _, hist = fit(net, x, y, cfg, schedule=fge_schedule(cycle, alpha1, alpha2), snapshot_at=snaps, **fit_kw)
+    start = net.step if isinstance(net, TrainState) else 0
+    _, hist = fit(net, x, y, cfg, schedule=fge_schedule(cycle, alpha1, alpha2, start), snapshot_at=snaps, **fit_kw)
     return hist.snapshots, hist
 
 
@@ -160,19 +169,34 @@ def independent_ensemble(make_net: Callable[[int], _nets.Net], x: Array, y: Arra
     return out
 
 
+@dataclasses.dataclass
+class BudgetRuns:
+    """What :func:`compare_budgets` trained: ``members[method][r]`` the models of run ``r``; ``handover[r]`` the
+    normal run's state at ``pre_steps`` that FGE started from; ``handover_lr[r]`` the rate of the normal
+    schedule at the last pre-training step (the run is not annealed there)."""
+
+    members: dict[str, list[list[Any]]]
+    handover: list[TrainState]
+    handover_lr: list[float]
+    pre_steps: int
+
+
 def compare_budgets(make_net: Callable[[int], _nets.Net], data: Any, cfg: TrainConfig, *, budgets: Sequence[int],
                     fge_cycle: int, fge_alphas: tuple[float, float], sse_snapshots: int = 2,
-                    fge_pretrain: float = 0.75, return_members: bool = False) -> list[dict[str, Any]] | tuple[list[dict[str, Any]], dict]:
+                    fge_pretrain: float = 0.75, return_members: bool = False
+                    ) -> list[dict[str, Any]] | tuple[list[dict[str, Any]], BudgetRuns]:
     """Garipov Table 1 protocol: a budget ``B = cfg.steps`` steps is one run; for a budget ``k·B`` each method
     is run ``k`` times from random initialisations (seeds ``cfg.seed + r``) and the models gathered from
-    the ``k`` runs are ensembled (softmax average). Per run: Ind trains one net; SSE runs the cosine cyclic
-    rate with ``sse_snapshots`` restarts and keeps a snapshot at each cycle end; FGE trains for
-    ``fge_pretrain·B`` steps with ``cfg``'s schedule, then runs the cyclic rate for the rest, collecting at
-    ``mod(i, c) = c/2``. Runs are shared between budgets (the k-budget ensemble holds runs 0..k−1), so
-    ``max(budgets)`` runs per method are trained. ``data`` is a :class:`Dataset`.
+    the ``k`` runs are ensembled (softmax average). Per run: Ind is the normal run (``cfg`` with its schedule
+    over ``B`` steps); FGE starts from that same run's state after ``fge_pretrain·B`` steps (§5: "the standard
+    learning rate schedule … for about 75% of the time"; the rate there is not annealed) with its momentum
+    buffers kept, and runs the cyclic rate for the rest, collecting at ``mod(i, c) = c/2``; SSE runs the cosine
+    cyclic rate with ``sse_snapshots`` restarts from the same initialisation and keeps a snapshot at each cycle
+    end. Runs are shared between budgets (the k-budget ensemble holds runs 0..k−1), so ``max(budgets)`` runs
+    per method are trained. ``data`` is a :class:`Dataset`.
 
     Returns one row per (budget, method): ``budget``, ``method``, ``members``, test ``error`` (%) and
-    ``nll``; with ``return_members`` also ``{method: [members of run r]}``.
+    ``nll``; with ``return_members`` also the :class:`BudgetRuns`.
     """
     if not budgets or min(budgets) < 1:
         raise ValueError(f"budgets must be positive integers, got {budgets}")
@@ -181,20 +205,25 @@ def compare_budgets(make_net: Callable[[int], _nets.Net], data: Any, cfg: TrainC
     x, y, xt, yt = data.x_train, data.y_train, data.x_test, data.y_test
     emit = _log.info
     pre_steps = int(round(fge_pretrain * cfg.steps))
+    if pre_steps < 1:
+        raise ValueError(f"fge_pretrain·B = {fge_pretrain}·{cfg.steps} rounds to no pre-training step")
     if cfg.steps - pre_steps < fge_cycle:
         raise ValueError(f"FGE gets {cfg.steps - pre_steps} steps after pre-training, less than one cycle "
                          f"({fge_cycle}); lengthen B or shorten the cycle")
+    normal = make_schedule(cfg)
     runs: dict[str, list[list[Any]]] = {"Ind": [], "SSE": [], "FGE": []}
+    handover: list[TrainState] = []
     for r in range(max(budgets)):
         c = dataclasses.replace(cfg, seed=cfg.seed + r)
         emit(f"run {r + 1}/{max(budgets)} (seed {c.seed}): Ind, SSE ({sse_snapshots} snapshots), "
-             f"FGE ({pre_steps} pre-training steps, cycle {fge_cycle})")
-        net, _ = fit(make_net(c.seed), x, y, c, progress=False)
+             f"FGE (from the Ind run at step {pre_steps}, cycle {fge_cycle})")
+        net, hist = fit(make_net(c.seed), x, y, c, progress=False, snapshot_at=[pre_steps], snapshot_state=True)
         runs["Ind"].append([net])
+        state = hist.snapshots[0]
+        handover.append(state)
         sse, _ = snapshot_ensemble(make_net(c.seed), x, y, c, cycles=sse_snapshots, progress=False)
         runs["SSE"].append(sse)
-        pre, _ = fit(make_net(c.seed), x, y, dataclasses.replace(c, steps=pre_steps), progress=False)
-        members, _ = fge(pre, x, y, dataclasses.replace(c, steps=cfg.steps - pre_steps), cycle=fge_cycle,
+        members, _ = fge(state, x, y, dataclasses.replace(c, steps=cfg.steps - pre_steps), cycle=fge_cycle,
                          alpha1=fge_alphas[0], alpha2=fge_alphas[1], progress=False)
         runs["FGE"].append(members)
     rows = []
@@ -204,7 +233,9 @@ def compare_budgets(make_net: Callable[[int], _nets.Net], data: Any, cfg: TrainC
             m = ensemble_metrics(ensemble_probs(members, xt), yt)
             rows.append({"budget": k, "method": name, "members": len(members), **m})
             emit(f"  {k}B {name}: {len(members)} members, error {m['error']:.2f}%, NLL {m['nll']:.4f}")
-    return (rows, runs) if return_members else rows
+    if not return_members:
+        return rows
+    return rows, BudgetRuns(runs, handover, [float(normal(pre_steps - 1))] * len(handover), pre_steps)
 
 
 # --------------------------------------------------------------------------- ensembles along curves

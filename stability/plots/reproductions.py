@@ -1,5 +1,5 @@
-"""Figures of the reproductions (Kuditipudi et al. Figure 2; Garipov et al. Table 1 budgets; Ainsworth et al.
-Figure 2)."""
+"""Figures of the reproductions (Kuditipudi et al. Figure 2; Garipov et al. Table 1 budgets and the Table 2
+curve-budget sweep; Ainsworth et al. Figure 2)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["fig2_left", "fig2_centre", "fig2_right", "fge_budgets", "interpolation_losses"]
+__all__ = ["fig2_left", "fig2_centre", "fig2_right", "fge_budgets", "curve_budget_sweep", "interpolation_losses"]
 
 
 def fig2_left(keep: Sequence[float], loss: tuple[np.ndarray, np.ndarray], acc: tuple[np.ndarray, np.ndarray],
@@ -107,5 +107,48 @@ def interpolation_losses(ts: np.ndarray, curves: dict[str, tuple[np.ndarray, np.
     ax.legend(fontsize=7, framealpha=0.6)
     if title:
         ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def curve_budget_sweep(records: Sequence[dict[str, Any]], limits: dict[tuple[str, str], float],
+                       paper: dict[str, dict[str, float]], title: str = "") -> plt.Figure:
+    """Table 2 against the curve-training budget: length ratio (left) and max train loss along the curve (right)
+    against epochs, one line per (penalty, curve kind). ``records`` hold ``penalty``, ``kind``, ``epochs``,
+    ``length ratio`` and ``max loss`` (plain); ``limits[(penalty, kind)]`` is the length ratio of the penalty's
+    own minimiser (dotted); ``paper[kind]`` the paper's ``length ratio`` (red crosses at the right) and
+    ``max loss`` (its loss + L2; red dotted lines)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colors = {"Bezier": "#1f77b4", "Polychain": "#2ca02c"}
+    styles = {"point": "-", "bends": "--"}
+    eps = sorted({float(r["epochs"]) for r in records})
+    for (pen, kind) in sorted({(r["penalty"], r["kind"]) for r in records}):
+        rs = sorted((r for r in records if r["penalty"] == pen and r["kind"] == kind), key=lambda r: r["epochs"])
+        ep = [r["epochs"] for r in rs]
+        lab = f"{kind}, L2 on {'φ(t)' if pen == 'point' else 'the bend'}"
+        axes[0].plot(ep, [r["length ratio"] for r in rs], styles[pen], marker="o", color=colors[kind], label=lab)
+        axes[1].plot(ep, [r["max loss"] for r in rs], styles[pen], marker="o", color=colors[kind], label=lab)
+        if (pen, kind) in limits:
+            axes[0].axhline(limits[pen, kind], ls=":", lw=1, color=colors[kind])
+            axes[0].annotate(f"{limits[pen, kind]:.2f}: minimiser of the {'φ(t)' if pen == 'point' else 'bend'} L2",
+                             (eps[0], limits[pen, kind]), fontsize=7, color=colors[kind], va="bottom")
+    for kind, vals in paper.items():
+        axes[0].plot([eps[-1]], [vals["length ratio"]], "x", color="#c0392b", ms=8, mew=2)
+        axes[0].annotate(f"paper {kind} {vals['length ratio']:g}", (eps[-1], vals["length ratio"]), fontsize=7,
+                         color="#c0392b", xytext=(-70, -10), textcoords="offset points")
+        axes[1].axhline(vals["max loss"], color="#c0392b", ls=":", lw=1)
+        axes[1].annotate(f"paper {kind} {vals['max loss']:g} (loss + L2)", (eps[0], vals["max loss"]), fontsize=7,
+                         color="#c0392b", va="bottom")
+    axes[0].set_ylabel("length ratio (curve / segment)")
+    axes[1].set_ylabel("max train loss along the curve (plain)")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(eps, [f"{e:g}" for e in eps])
+        ax.set_xlabel("curve-training epochs")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
