@@ -76,6 +76,9 @@ def test_curve_plane_and_fge_commands(tmp_path):
                  "--out", str(tmp_path / "curve")]) == 0
     rows = json.loads((tmp_path / "curve" / "summary.json").read_text())["curve"]["rows"]
     assert rows["Segment"]["length ratio"] == pytest.approx(1.0, rel=1e-4) and rows["bezier"]["length ratio"] >= 1.0
+    for r in rows.values():  # the certified maximum over every t encloses the grid's maximum
+        lo, up = r["train loss Max ≥ (certified)"], r["train loss Max ≤ (certified, every t)"]
+        assert lo <= up and r["train loss Max"] <= up * (1 + 1e-5)
     assert main(["plane", str(a), str(b), str(c), "--resolution", "4", "--out", str(tmp_path / "plane")]) == 0
     assert len(json.loads((tmp_path / "plane" / "summary.json").read_text())["plane"]["loss"]) == 4
     assert main(["fge", "--n-train", "200", "--widths", "8", "--budget-steps", "20", "--budgets", "1",

@@ -36,8 +36,33 @@ def test_segment_has_length_ratio_one_and_bent_path_the_triangle_ratio(x64):
     tri = curve_metrics.curve_table(bent, (a, m, b), (x, y), (x, y), n=21)
     assert tri["row"]["length ratio"] == pytest.approx((norm(a, m) + norm(m, b)) / norm(a, b), rel=1e-10)
     r = seg["row"]
-    assert r["train loss Min"] <= r["train loss Int"] <= r["train loss Max"]
+    # on a segment arc length is uniform in t, so Int is the plain trapezoid mean over t
+    loss, ts = np.asarray(seg["train"]["loss"]), np.asarray(seg["train"]["t"])
+    assert r["train loss Int"] == pytest.approx(float(np.sum(0.5 * (loss[1:] + loss[:-1]) * np.diff(ts))), rel=1e-10)
+    assert r["train loss Max"] == pytest.approx(loss.max()) and r["train loss Min"] == pytest.approx(loss.min())
     assert set(curve_metrics.TABLE_COLUMNS) <= set(r)
+
+
+def test_certified_column_encloses_the_sampled_maximum_and_refuses_a_foreign_bound(x64):
+    import dataclasses
+
+    from stability.core.polycurve import PolyCurve
+    from stability.theory.bounds import max_loss_bound
+
+    arch = nets.Arch(in_shape=(3,), widths=(5, 3))
+    a, b = random_net(arch, 4), random_net(arch, 5)
+    x = inputs(a, n=12)
+    y = jnp.asarray(np.arange(12) % 3)
+    bd = max_loss_bound(PolyCurve.segment(a, b), x, y, rtol=1e-3)
+    out = curve_metrics.curve_table(evaluate.line_point, (a, b), (x, y), (x, y), n=41, certified=bd)
+    r = out["row"]
+    assert r[curve_metrics.CERTIFIED_MAX] == bd.upper >= r["train loss Max"]
+    assert r[curve_metrics.CERTIFIED_LOWER] == bd.lower and bd.upper - bd.lower <= 1e-3 * bd.lower
+    assert out["certified"]["stop"] == "tolerance"
+    assert curve_metrics.certified_cell(r).startswith("[") and curve_metrics.certified_cell({}) == "not computed"
+    foreign = dataclasses.replace(bd, upper=0.5 * r["train loss Max"])  # a bound of some other curve
+    with pytest.raises(ValueError, match="below the sampled maximum"):
+        curve_metrics.curve_table(evaluate.line_point, (a, b), (x, y), (x, y), n=41, certified=foreign)
 
 
 def test_int_is_the_arc_length_mean():

@@ -98,9 +98,9 @@ def cmd_curve(args: argparse.Namespace) -> int:
     from stability.core import checkpoint
     from stability.core.train import TrainConfig
     from stability.curves import curve as curves
-    from stability.app.sections.curves import curve_rows, plane_figure
-    from stability.curves.metrics import TABLE_COLUMNS
+    from stability.app.sections.curves import DISPLAY_COLUMNS, certified_maxima, curve_rows, display_row, plane_figure
     from stability.core.evaluate import line_point
+    from stability.core.polycurve import PolyCurve
     from stability.core.io import write_json
     from stability.core.nets import apply, check_same_arch
 
@@ -112,10 +112,16 @@ def cmd_curve(args: argparse.Namespace) -> int:
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, optimizer="adam", lr=args.lr, schedule="cosine",
                       seed=args.seed, log_every=max(1, args.steps // 10))
     curve, hist = curves.train_curve(make(a, b, args.bends), apply, ds.x_train, ds.y_train, cfg)
+    _log("certifying the maximum train loss over every t (segment and curve)")
+    bounds = certified_maxima({"Segment": PolyCurve.segment(a, b), args.kind: curves.as_polycurve(curve)},
+                              ds.x_train, ds.y_train)
     rows = curve_rows({"Segment": (line_point, (a, b)), args.kind: (curves.curve_point, curve)},
-                      (ds.x_train, ds.y_train), (ds.x_test, ds.y_test), n=args.points)
+                      (ds.x_train, ds.y_train), (ds.x_test, ds.y_test), n=args.points, certified=bounds)
     sec = report.section("curve", f"{args.kind} curve with {args.bends} bend(s), {args.steps} steps")
-    sec.table(["curve"] + TABLE_COLUMNS, [[k] + [r["row"][c] for c in TABLE_COLUMNS] for k, r in rows.items()])
+    sec.text(f"Every row on {args.points} equally spaced t; `train loss Max` is the grid's largest value (a lower "
+             "bound of the maximum over t); the certified column encloses the maximum over every t: "
+             + "; ".join(f"{k}: {b.describe()}" for k, b in bounds.items()) + ".")
+    sec.table(["curve"] + DISPLAY_COLUMNS, [[k] + display_row(r["row"]) for k, r in rows.items()])
     fig, _ = plane_figure(a, b, curve, ds.x_train, ds.y_train, resolution=args.plane_resolution)
     report.figure(sec, fig, "plane.png", "Train loss plane through θ_A, the middle bend and θ_B")
     sec.data.update(rows={k: r["row"] for k, r in rows.items()}, history=hist.to_dict())

@@ -9,6 +9,11 @@ average of the train loss, and eq. (3), its average over uniform ``t``.
 Two train-loss columns: ``train loss`` is the plain data loss; ``train loss + L2 (paper's)`` adds
 ``½·wd·‖w(t)‖²`` — the paper's Table 2 reports the L2-regularised loss ("loss refers to ℓ2 regularized
 cross-entropy loss", §4), so comparisons with its numbers use the second. With ``weight_decay=0`` they agree.
+
+The grid's ``train loss Max`` is a SAMPLED maximum (a lower bound of the maximum over t). Given a certified
+enclosure of the plain train loss's maximum over every t on the same training data
+(:func:`stability.theory.bounds.max_loss_bound`, or ``proofs_check.path_bound`` for a constructed path),
+the row also carries it: ``train loss Max ≤ (certified, every t)`` and its proved lower end.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from stability.core.losses import Loss, cross_entropy
 Array = jax.Array
 
 __all__ = ["arc_lengths", "sq_norms", "curve_table", "summarise", "TABLE_COLUMNS", "L2_LOSS", "L2_COLUMNS",
-           "PAPER_TABLE_COLUMNS"]
+           "PAPER_TABLE_COLUMNS", "CERTIFIED_MAX", "CERTIFIED_LOWER", "certified_cell"]
 
 TABLE_COLUMNS = ["train loss Min", "train loss Int", "train loss Max", "train err Min", "train err Int",
                  "train err Max", "test err Min", "test err Int", "test err Max", "length ratio"]
@@ -38,6 +43,11 @@ L2_LOSS = "train loss + L2 (paper's)"
 """The train loss with the L2 term ``½·wd·‖w(t)‖²``: the quantity the paper's Table 2 calls "train loss"."""
 
 L2_COLUMNS = [f"{L2_LOSS} Min", f"{L2_LOSS} Int", f"{L2_LOSS} Max"]
+
+CERTIFIED_MAX = "train loss Max ≤ (certified, every t)"
+"""A proved upper bound of ``max_t`` of the plain train loss over EVERY t (not the grid's samples)."""
+CERTIFIED_LOWER = "train loss Max ≥ (certified)"
+"""A proved lower bound of the same maximum (a point enclosure at one t)."""
 
 PAPER_TABLE_COLUMNS = ["length ratio", "train loss Min", "train loss Int", "train loss Max", *L2_COLUMNS,
                        "train err Min", "train err Int", "train err Max", "test err Min", "test err Int",
@@ -105,6 +115,7 @@ def curve_table(
     apply_fn: Callable[[Any, Array], Array] = _nets.apply,
     loss: Loss | str = cross_entropy,
     weight_decay: float = 0.0,
+    certified: Any = None,
     **eval_kw,
 ) -> dict[str, Any]:
     """The Table 2 row for one curve, plus eq. (1) / eq. (3) and the raw per-t results.
@@ -113,6 +124,8 @@ def curve_table(
     flax variables ``{"params", "batch_stats"}`` (then only ``params`` count for arc length and L2).
     The row holds both ``train loss …`` (the plain loss) and ``train loss + L2 (paper's) …``
     (plus ``½·weight_decay·‖w(t)‖²``, the paper's Table 2 quantity); ``sq_norm`` lists ``‖w(t)‖²``.
+    ``certified``: a :class:`~stability.theory.bounds.BoundResult` of the plain train loss on ``train`` (the
+    caller computes it on the same data); it must enclose the grid's maximum, else this raises.
     """
     if n < 2:
         raise ValueError(f"a curve table needs at least 2 grid points, got n={n}")
@@ -137,5 +150,21 @@ def curve_table(
     row["length"] = length
     row["end distance"] = float(ends)
     row["weight decay"] = float(weight_decay)
-    return {"row": row, "train": tr.to_dict(), "test": te.to_dict(), "segment_lengths": seg.tolist(),
-            "sq_norm": norms.tolist()}
+    out = {"row": row, "train": tr.to_dict(), "test": te.to_dict(), "segment_lengths": seg.tolist(),
+           "sq_norm": norms.tolist()}
+    if certified is not None:
+        sampled = float(np.max(tr.loss))
+        if certified.upper < sampled * (1 - 1e-5) - 1e-6:  # a float32 grid can sit a rounding above the exact value
+            raise ValueError(f"the certified maximum {certified.upper!r} is below the sampled maximum {sampled!r}: it "
+                             "was not computed for this curve on these training data")
+        row[CERTIFIED_MAX] = float(certified.upper)
+        row[CERTIFIED_LOWER] = float(certified.lower)
+        out["certified"] = {k: v for k, v in certified.to_dict().items() if k not in ("history",)}
+    return out
+
+
+def certified_cell(row: dict[str, Any]) -> str:
+    """``"≤ upper"`` (with the proved lower end) for a report cell, or ``"not computed"``."""
+    if CERTIFIED_MAX not in row:
+        return "not computed"
+    return f"[{row[CERTIFIED_LOWER]:.4g}, {row[CERTIFIED_MAX]:.4g}]"

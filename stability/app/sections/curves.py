@@ -16,12 +16,42 @@ from stability.plots import along as plots
 from stability.plots.planes import plot_plane
 from stability.core import nets as _nets
 from stability.core.train import TrainConfig
-from stability.curves.metrics import TABLE_COLUMNS, curve_table
+from stability.curves.metrics import TABLE_COLUMNS, certified_cell, curve_table
 from stability.core.evaluate import EvalResult, line_point
+from stability.core.polycurve import PolyCurve
 
 Array = jax.Array
 
-__all__ = ["unit_path_point", "learn_curves", "curve_rows", "add_curves_section", "plane_figure"]
+__all__ = ["unit_path_point", "learn_curves", "curve_rows", "certified_maxima", "add_curves_section", "plane_figure",
+           "DISPLAY_COLUMNS", "display_row"]
+
+DISPLAY_COLUMNS = TABLE_COLUMNS[:3] + ["train loss Max, every t (certified)"] + TABLE_COLUMNS[3:]
+"""The Table 2 columns as printed: the grid's sampled Max next to the certified enclosure over every t."""
+
+
+def display_row(row: dict[str, Any]) -> list[Any]:
+    """One printed row of :data:`DISPLAY_COLUMNS`."""
+    return [row[c] for c in TABLE_COLUMNS[:3]] + [certified_cell(row)] + [row[c] for c in TABLE_COLUMNS[3:]]
+
+
+def certified_maxima(curves_by_name: dict[str, Any], x: Array, y: Array, **opts: Any) -> dict[str, Any]:
+    """The certified enclosure of the plain train loss's maximum over every t for each curve: a constructed
+    :class:`~stability.theory.paths.Path` through ``proofs_check.path_bound`` (its proved claims are exact
+    shortcuts), a :class:`~stability.core.polycurve.PolyCurve` through ``max_loss_bound``."""
+    from proofs_check import path_bound
+    from stability.core.polycurve import PolyCurve
+    from stability.theory.bounds import max_loss_bound
+    from stability.theory.paths import Path
+
+    out = {}
+    for name, c in curves_by_name.items():
+        if isinstance(c, Path):
+            out[name] = path_bound(c, x, y, **opts)
+        elif isinstance(c, PolyCurve):
+            out[name] = max_loss_bound(c, x, y, **opts)
+        else:
+            raise ValueError(f"{name}: a certified maximum needs a Path or a PolyCurve, got {type(c).__name__}")
+    return out
 
 
 def unit_path_point(waypoints: _nets.Net, t: Array) -> _nets.Net:
@@ -44,10 +74,13 @@ def learn_curves(a: _nets.Net, b: _nets.Net, x: Array, y: Array, *, steps: int, 
     return out
 
 
-def curve_rows(named: dict[str, tuple[Callable, Any]], train: tuple, test: tuple, n: int = 121
-               ) -> dict[str, dict[str, Any]]:
-    """The Table 2 row for every ``name → (point_fn, theta)``, all through the same evaluator."""
-    return {name: curve_table(fn, theta, train, test, n=n) for name, (fn, theta) in named.items()}
+def curve_rows(named: dict[str, tuple[Callable, Any]], train: tuple, test: tuple, n: int = 121,
+               certified: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The Table 2 row for every ``name → (point_fn, theta)``, all through the same evaluator; ``certified``:
+    name → the certified maximum on ``train`` (:func:`certified_maxima`)."""
+    cert = certified or {}
+    return {name: curve_table(fn, theta, train, test, n=n, certified=cert.get(name))
+            for name, (fn, theta) in named.items()}
 
 
 def plane_figure(a: _nets.Net, b: _nets.Net, curve: curves.Curve, x: Array, y: Array, *, resolution: int,
@@ -63,6 +96,12 @@ def plane_figure(a: _nets.Net, b: _nets.Net, curve: curves.Curve, x: Array, y: A
     return plot_plane(p, grid, lines, labels=("θ_A", "bend", "θ_B"), title="train loss plane"), grid
 
 
+def _bound_note(bounds: dict[str, Any]) -> str:
+    """How the enclosures stopped: all at the tolerance, or which ones the budget stopped."""
+    loose = [f"{k} (stopped by its {b.stop}, gap {b.gap:.3g})" for k, b in bounds.items() if not b.converged]
+    return "every enclosure within its tolerance" if not loose else "not converged: " + ", ".join(loose)
+
+
 def add_curves_section(report: Any, ctx: Any) -> dict[str, Any]:
     """Demo section: Bezier / polychain curves between the demo's nets, next to the straight line and the
     Theorem 1 path (if the paths section left it in ``ctx.extra``), a loss plane and curve ensembles."""
@@ -72,22 +111,33 @@ def add_curves_section(report: Any, ctx: Any) -> dict[str, Any]:
     learned = learn_curves(a, b, ctx.x_train, ctx.y_train, steps=steps, seed=ctx.seed)
     named: dict[str, tuple[Callable, Any]] = {"Segment": (line_point, (a, b))}
     named.update({k: (curves.curve_point, c) for k, c in learned.items()})
+    polys: dict[str, Any] = {"Segment": PolyCurve.segment(a, b),
+                             **{k: curves.as_polycurve(c) for k, c in learned.items()}}
     path = ctx.extra.get("theorem1_path")
     if path is not None:
         named["Theorem 1 path"] = (unit_path_point, path.stacked())
+        polys["Theorem 1 path"] = path
     n = 61 if ctx.quick else 121
-    rows = curve_rows(named, (ctx.x_train, ctx.y_train), (ctx.x_test, ctx.y_test), n=n)
+    t_bound = time.perf_counter()
+    bounds = certified_maxima(polys, ctx.x_train, ctx.y_train)
+    t_bound = time.perf_counter() - t_bound
+    rows = curve_rows(named, (ctx.x_train, ctx.y_train), (ctx.x_test, ctx.y_test), n=n, certified=bounds)
 
     sec = report.section("curves", "Learned curves (Garipov et al. 2018) vs the straight line and the constructed path")
     sec.text(f"Bezier and polygonal-chain curves with one bend, trained on eq. (3) for {steps} Adam steps "
              f"(one t ~ U(0,1) per minibatch). Every row comes from the same evaluator on {n} points; Int is the "
-             "arc-length mean (trapezoid); errors in %. The constructed path's segments are timed equally.")
-    sec.table(["curve"] + TABLE_COLUMNS, [[name] + [r["row"][c] for c in TABLE_COLUMNS] for name, r in rows.items()])
+             "arc-length mean (trapezoid); errors in %. The constructed path's segments are timed equally. "
+             "`train loss Max` is the largest of the grid's values (a lower bound of the maximum over t); the "
+             "certified column encloses the maximum over EVERY t, [proved lower, proved upper] "
+             f"({_bound_note(bounds)}; {t_bound:.1f} s for all rows).")
+    sec.table(["curve"] + DISPLAY_COLUMNS, [[name] + display_row(r["row"]) for name, r in rows.items()])
     fig = plots.plot_along({name: EvalResult(np.asarray(r["train"]["t"]), np.asarray(r["train"]["loss"]),
                                              np.asarray(r["train"]["acc"])) for name, r in rows.items()},
-                           title="train loss / accuracy along each curve")
+                           title="train loss / accuracy along each curve",
+                           envelopes={k: b.envelope() for k, b in bounds.items()})
     report.figure(sec, fig, "curves_along.png", "Train loss and accuracy along the segment, the learned curves "
-                                                "and the Theorem 1 path")
+                                                "and the Theorem 1 path; dotted steps: the certified upper bound of "
+                                                "each curve's loss for every t")
     fig, _ = plane_figure(a, b, learned["Bezier"], ctx.x_train, ctx.y_train, resolution=15 if ctx.quick else 31)
     report.figure(sec, fig, "curves_plane.png", "Train loss on the plane through θ_A, the Bezier bend and θ_B")
 
@@ -102,7 +152,8 @@ def add_curves_section(report: Any, ctx: Any) -> dict[str, Any]:
                ["{θ_A, θ_B}", pair["error"], pair["nll"]],
                ["Bezier curve, 50 points", ens["error"], ens["nll"]],
                [f"  … temperature {ens['temperature']:.2f}", ens["calibrated_error"], ens["calibrated_nll"]]])
-    sec.data.update(rows={k: r["row"] for k, r in rows.items()}, steps=steps, points=n, curve_ensemble=ens,
+    sec.data.update(rows={k: r["row"] for k, r in rows.items()}, certified={k: r.get("certified") for k, r in rows.items()},
+                    certified_seconds=t_bound, steps=steps, points=n, curve_ensemble=ens,
                     pair_ensemble=pair, singles=singles, seconds=time.perf_counter() - t0)
     report.add(sec)
     return sec.data
