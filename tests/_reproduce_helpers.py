@@ -14,7 +14,8 @@ def summary(out: Path) -> dict[str, Any]:
     return json.loads((out / "summary.json").read_text())
 
 
-def quick_run(tmp_path_factory, name: str) -> tuple[Path, dict[str, Any]]:
-    """``stability reproduce NAME --quick`` into a fresh temporary directory: ``(out, headline)``."""
+def quick_run(tmp_path_factory, name: str, overrides: dict[str, str] | None = None
+              ) -> tuple[Path, dict[str, Any]]:
+    """``stability reproduce NAME --quick [--set K=V ...]`` into a fresh temporary directory: ``(out, headline)``."""
     out = tmp_path_factory.mktemp(name)
-    return out, reproduce.run(name, out, quick=True)
+    return out, reproduce.run(name, out, quick=True, overrides=overrides)

@@ -32,7 +32,7 @@ def test_bad_names_and_settings_fail_clearly(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def table2(tmp_path_factory):
-    return quick_run(tmp_path_factory, "garipov-table2")
+    return quick_run(tmp_path_factory, "garipov-table2", {"bound_samples": "48", "bound_subintervals": "16"})
 
 
 def test_table2_quick_structure_and_sanity(table2):
@@ -41,6 +41,7 @@ def test_table2_quick_structure_and_sanity(table2):
     md = (out / "report.md").read_text()
     assert s["meta"]["seed"] == 0 and "CPU" in s["meta"]["machine"] and s["meta"]["wall_seconds"] > 0
     assert "| curve | source |" in md and "| paper |" in md and "Seed: 0" in md
+    assert "The maximum over every t, certified" in md and "--set bound_samples=48" in s["meta"]["command"]
     for f in ("table2_fc_along.png", "table2_conv_along.png", "table2_fc_plane.png"):
         assert (out / f).stat().st_size > 1000
     for model in ("fc", "conv"):
@@ -54,6 +55,11 @@ def test_table2_quick_structure_and_sanity(table2):
         assert bez["length ratio"] >= 1.0 - 1e-6 and poly["length ratio"] >= 1.0 - 1e-6
         # learned curves lower the straight line's barrier
         assert bez["train loss Max"] < seg["train loss Max"] and poly["train loss Max"] < seg["train loss Max"]
+        cert = s[f"table2_{model}"]["certified"]
+        assert set(cert) == {"Segment", "Bezier", "Polychain"}
+        for c in cert.values():  # the certified enclosure contains every sampled value on the same images
+            assert c["samples"] == 48 and c["lower"] <= c["upper"] and c["grid_max"] <= c["upper"] + 1e-9
+            assert c["stop"] in ("tolerance", "budget") and c["n_subintervals"] <= 16
         along = s[f"table2_{model}"]["along"]["Segment"]["train"]
         assert len(along["t"]) == 11 and np.isclose(along["loss"][0], rows["Single"]["train loss Min"]) or \
             np.isclose(along["loss"][-1], rows["Single"]["train loss Min"])

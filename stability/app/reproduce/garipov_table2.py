@@ -84,6 +84,8 @@ class Scale:
     penalty: str = "point"  # the curves' weight decay: on φ(t) (the paper's) or on the bend ("bends")
     sweep_epochs: tuple[float, ...] = ()  # FC only: curve budgets (epochs) of the sweep, both penalties
     sweep_points: int = 25  # grid of each sweep curve's row
+    bound_samples: int | None = None  # train images of the certified max over every t (None: the table's)
+    bound_subintervals: int = 64  # budget of each certified max (stability.theory.bounds.max_loss_bound)
 
     def check(self) -> None:
         """One-line ``ValueError`` for a setting outside what the run can do (before any training)."""
@@ -97,6 +99,9 @@ class Scale:
         if any(e <= 0 for e in self.sweep_epochs) or self.sweep_points < 2 or self.points < 2:
             raise ValueError(f"sweep_epochs must be positive and points, sweep_points >= 2, got {self.sweep_epochs}, "
                              f"{self.points}, {self.sweep_points}")
+        if (self.bound_samples is not None and self.bound_samples < 1) or self.bound_subintervals < 1:
+            raise ValueError(f"bound_samples must be None or >= 1 and bound_subintervals >= 1, got "
+                             f"{self.bound_samples}, {self.bound_subintervals}")
         if self.sweep_epochs and "FC" not in self.models:
             raise ValueError("the budget sweep runs on the FC model: keep 'FC' in models")
 
@@ -106,7 +111,8 @@ FULL = Scale(n_train=None, n_test=None, fc_widths=(400, 400, 400), conv_channels
              curve_weight_decay=1e-3, points=121, plane_resolution=21, plane_samples=5000)
 QUICK = Scale(n_train=1500, n_test=500, fc_widths=(64, 64), conv_channels=(4, 8), conv_dense=(16,),
               net_epochs=8, curve_epochs=8, batch=128, lr=0.05, weight_decay=1e-4, curve_lr=0.05,
-              curve_weight_decay=1e-4, points=11, plane_resolution=5, plane_samples=500)
+              curve_weight_decay=1e-4, points=11, plane_resolution=5, plane_samples=500, bound_samples=256,
+              bound_subintervals=32)
 
 
 def _make(model: str, s: Scale, key: jax.Array, ds: data.Dataset) -> nets.Net:
@@ -178,8 +184,32 @@ def _model_rows(model: str, ds: data.Dataset, s: Scale, ctx: ReproContext) -> di
         tables[name] = curve_table(fn, theta, (x_tr[:m], y_tr[:m]), (x_te, y_te), n=s.points,
                                    weight_decay=s.curve_weight_decay)
     rows = {"Single": _single_row(tables), **{k: v["row"] for k, v in tables.items()}}
+    certified = _certified(a, b, learned, named, x_tr[:m], y_tr[:m], s, ctx, model)
     return {"ends": (a, b), "curves": learned, "tables": tables, "rows": rows, "histories": histories,
+            "certified": certified,
             "net_steps": _run_cfg(s, n, s.net_epochs, s.lr, s.weight_decay, 0)[0].steps, "curve_steps": cfg.steps}
+
+
+def _certified(a: nets.Net, b: nets.Net, learned: dict[str, Any], named: dict[str, Any], x, y, s: Scale,
+               ctx: ReproContext, model: str) -> dict[str, Any]:
+    """The certified maximum of the plain train loss over EVERY t for the segment and each learned curve, on the
+    first ``s.bound_samples`` of the table's training images, beside the grid's maximum on the same images."""
+    from stability.core.evaluate import evaluate
+    from stability.core.polycurve import PolyCurve
+    from stability.theory.bounds import max_loss_bound
+
+    k = x.shape[0] if s.bound_samples is None else min(s.bound_samples, x.shape[0])
+    polys = {"Segment": PolyCurve.segment(a, b), **{n: curves.as_polycurve(c) for n, c in learned.items()}}
+    out = {}
+    for name, poly in polys.items():
+        ctx.progress(f"{model}: certified max over every t for {name} on {k} train images")
+        fn, theta = named[name]
+        grid = evaluate(fn, theta, np.linspace(0.0, 1.0, s.points), x[:k], y[:k])
+        bd = max_loss_bound(poly, x[:k], y[:k], max_subintervals=s.bound_subintervals)
+        out[name] = {"samples": k, "grid_max": float(grid.loss.max()), "lower": bd.lower, "upper": bd.upper,
+                     "stop": bd.stop, "gap": bd.gap, "n_subintervals": bd.n_subintervals, "seconds": bd.seconds,
+                     "t_lower": bd.t_lower, "describe": bd.describe()}
+    return out
 
 
 def _sweep(a: nets.Net, b: nets.Net, ds: data.Dataset, s: Scale, ctx: ReproContext) -> dict[str, Any]:
@@ -267,6 +297,17 @@ def _table2_section(ctx: ReproContext, model: str, res: dict[str, Any], s: Scale
          "paper: 'nearly equal'"),
     ]
     comparison_table(sec, comp)
+    cert = res["certified"]
+    k = next(iter(cert.values()))["samples"]
+    sec.text(f"**The maximum over every t, certified.** The grid's Max is the largest of {s.points} sampled values, a "
+             f"lower bound of the true maximum. On the first {k} training images of the table (plain cross-entropy), "
+             "the maximum over every t is enclosed in [lower, upper], both proved in float64 with outward rounding "
+             "(`stability.theory.bounds.max_loss_bound`, docs/theory/bounds.md; budget "
+             f"{s.bound_subintervals} sub-intervals):")
+    sec.table(["curve", f"grid max ({k} images)", "certified lower", "certified upper (every t)", "stop", "gap",
+               "sub-intervals", "s"],
+              [[n, c["grid_max"], c["lower"], c["upper"], c["stop"], c["gap"], c["n_subintervals"], c["seconds"]]
+               for n, c in cert.items()])
     if model == "FC":
         a, b = res["ends"]
         m = min(s.plane_samples, ds.x_train.shape[0])
@@ -274,7 +315,7 @@ def _table2_section(ctx: ReproContext, model: str, res: dict[str, Any], s: Scale
                               resolution=s.plane_resolution)
         ctx.report.figure(sec, fig, "table2_fc_plane.png", f"Train loss (first {m} images) on the plane through "
                                                            "θ_A, the Bezier bend and θ_B (Figure 1 style)")
-    sec.data.update(model=_describe(model, s), rows=r, paper=paper, net_steps=res["net_steps"],
+    sec.data.update(model=_describe(model, s), rows=r, paper=paper, net_steps=res["net_steps"], certified=cert,
                     curve_steps=res["curve_steps"], curve_histories=res["histories"],
                     along={k: {"train": t["train"], "test": t["test"], "sq_norm": t["sq_norm"]}
                            for k, t in res["tables"].items()})
