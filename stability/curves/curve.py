@@ -32,7 +32,8 @@ import optax
 
 from stability.core.hostloop import run_steps, use_host_loop
 from stability.core.nets import Net
-from stability.core.losses import Loss, get_loss
+from stability.core import checks as _checks
+from stability.core.losses import Loss, check_targets, get_loss
 from stability.core.progress import Progress
 from stability.core.train import History, MinibatchOrder, TrainConfig, make_optimizer, make_schedule
 
@@ -107,8 +108,7 @@ def _check_ends(w0: Any, w1: Any) -> None:
 
 def _linear_bends(w0: Any, w1: Any, n: int) -> Any:
     """``n`` control points equally spaced on the segment: ``w_i = w0 + i/(n+1)·(w1 − w0)``."""
-    if n < 0:
-        raise ValueError(f"the number of bends must be >= 0, got {n}")
+    n = _checks.nonneg_int("bends", n)
     fr = np.arange(1, n + 1, dtype=np.float64) / (n + 1)
 
     def one(a: Array, b: Array) -> Array:
@@ -318,8 +318,8 @@ def train_curve(
     (apply_fn, loss, settings, shapes), so restarts do not recompile. Deterministic from ``cfg.seed``
     (minibatch order: NumPy generator; ``t``: ``jax.random``). Returns ``(trained curve, history)``.
     """
-    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.log_every < 1:
-        raise ValueError("steps, batch_size and log_every must be positive")
+    if not isinstance(cfg, TrainConfig):  # a TrainConfig checks its own fields when it is made
+        raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     if penalty not in ("bends",):
         raise ValueError(f"penalty must be 'bends', got {penalty!r}")
     if curve.n_bends == 0 and curve.fix_ends:
@@ -328,6 +328,9 @@ def train_curve(
     y = jnp.asarray(y)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x and y must hold the same non-zero number of samples, got {x.shape[0]} and {y.shape[0]}")
+    if get_loss(cfg.loss).name in ("cross_entropy", "squared_error"):
+        n_out = int(jax.eval_shape(apply_fn, curve.ends[0], x[:1]).shape[-1])
+        check_targets(y, n_out, cfg.loss, "y")
     shape_cfg = TrainConfig(steps=int(cfg.steps), batch_size=int(cfg.batch_size), optimizer=cfg.optimizer,
                             lr=float(cfg.lr), momentum=float(cfg.momentum), schedule=cfg.schedule)
     sched = make_schedule(shape_cfg)  # only what shapes the optimizer enters the compiled program (no recompiles)

@@ -68,6 +68,27 @@ class Scale:
     eval_train: int | None = None  # train images for the table rows (None: all, as the paper)
     models: tuple[str, ...] = ("FC", "conv")  # which rows to produce
 
+    def check(self) -> None:
+        """Raise a one-line ``ValueError`` naming the first setting that cannot work."""
+        def bad(msg: str) -> None:
+            raise ValueError(f"garipov-table2 scale: {msg}")
+
+        for name in ("n_train", "n_test", "eval_train"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                bad(f"{name} must be None or an integer ≥ 1, got {v}")
+        if not self.fc_widths or not self.conv_channels:
+            bad(f"fc_widths and conv_channels must be non-empty, got {self.fc_widths}, {self.conv_channels}")
+        for name in ("net_epochs", "curve_epochs", "lr", "curve_lr"):
+            if not getattr(self, name) > 0:
+                bad(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.batch < 1 or self.plane_samples < 1:
+            bad(f"batch and plane_samples must be ≥ 1, got {self.batch}, {self.plane_samples}")
+        if self.points < 2 or self.plane_resolution < 2:
+            bad(f"points and plane_resolution must be ≥ 2, got {self.points}, {self.plane_resolution}")
+        if not self.models or any(m not in ("FC", "conv") for m in self.models):
+            bad(f"models must be a non-empty tuple of 'FC' / 'conv', got {self.models}")
+
 
 FULL = Scale(n_train=None, n_test=None, fc_widths=(400, 400, 400), conv_channels=(16, 32), conv_dense=(128,),
              net_epochs=20, curve_epochs=20, batch=128, lr=0.05, weight_decay=1e-4, curve_lr=0.05,
@@ -138,6 +159,14 @@ def _model_rows(model: str, ds: data.Dataset, s: Scale, ctx: ReproContext) -> di
 def _table2_section(ctx: ReproContext, model: str, res: dict[str, Any], s: Scale, ds: data.Dataset) -> None:
     paper = PAPER_MNIST_FC if model == "FC" else None
     sec = ctx.report.section(f"table2_{model.lower()}", f"Table 2 rows, MNIST {model}: {_describe(model, s)}")
+    rr = res["rows"]
+    sec.finding(f"The straight segment between the two MNIST {model} nets peaks at train loss "
+                f"{rr['Segment']['train loss Max']:.3g} and test error {rr['Segment']['test err Max']:.3g}%; the learned "
+                f"Bezier curve peaks at {rr['Bezier']['train loss Max']:.3g} and {rr['Bezier']['test err Max']:.3g}%, "
+                f"the polychain at {rr['Polychain']['train loss Max']:.3g} and {rr['Polychain']['test err Max']:.3g}% "
+                f"(maxima over {s.points} sampled t)"
+                + (f"; the paper's Bezier row: {paper['Bezier']['train loss Max']:g} and "
+                   f"{paper['Bezier']['test err Max']:g}%." if paper else "."))
     sec.text(f"End points: {res['net_steps']} SGD steps each (momentum 0.9, lr {s.lr} cosine, weight decay "
              f"{s.weight_decay}, batch {s.batch}); curves: one bend, {res['curve_steps']} steps of eq. (3) "
              f"(lr {s.curve_lr} cosine, L2 {s.curve_weight_decay} on the bend). Every row: {s.points} equally "
@@ -153,8 +182,9 @@ def _table2_section(ctx: ReproContext, model: str, res: dict[str, Any], s: Scale
     sec.table(["curve", "source"] + cols, lines)
     curves_eval = {name: EvalResult(np.asarray(t["train"]["t"]), np.asarray(t["train"]["loss"]),
                                     np.asarray(t["train"]["acc"])) for name, t in res["tables"].items()}
-    ctx.report.figure(sec, plots.plot_along(curves_eval, title=f"MNIST {model}: train loss / accuracy along t"),
-                      f"table2_{model.lower()}_along.png", f"Train loss and accuracy along the segment and the "
+    ctx.report.figure(sec, plots.plot_along(curves_eval, title=f"MNIST {model}: train loss / error along t",
+                                            loss_label="train loss (mean)", err_label="train error (%)"),
+                      f"table2_{model.lower()}_along.png", f"Train loss and error along the segment and the "
                                                            f"learned curves (MNIST {model})")
     r = res["rows"]
     comp = [
@@ -205,6 +235,9 @@ def run(ctx: ReproContext) -> dict[str, Any]:
     img = img.subset(n_train=s.n_train, n_test=s.n_test)
     flat = img.flat()
     sec = ctx.report.section("setup", "Setup")
+    sec.finding(f"Table 2's rows are reproduced for {' and '.join(s.models)} nets on {img.x_train.shape[0]} MNIST "
+                f"training and {img.x_test.shape[0]} test images; the sections below give each model's rows beside "
+                f"the paper's.")
     sec.text(f"Data: {img.summary()}. Scale: `{s}`.")
     sec.data.update(scale=dataclasses.asdict(s), dataset=img.summary())
     ctx.report.add(sec)

@@ -84,6 +84,25 @@ def _noise_sentence(name: str, v) -> str:
     return s + (": the bound is vacuous on these nets." if n["vacuity_ratio"] > 1 else ": the bound is informative.")
 
 
+def _peak_sentence(name: str, v, line_max: float) -> str:
+    """Where a Theorem 2/3 path peaks, how that compares with the straight line, and why."""
+    worst = v.segment_max_loss.index(max(v.segment_max_loss))
+    seg = v.path.segments[worst]
+    ratio = v.max_loss / line_max if line_max > 0 else float("inf")
+    s = (f"The {name} path peaks at {v.max_loss:.3g} ({ratio:.3g}× the straight line's peak) on segment {worst} "
+         f"({seg.label})")
+    if v.path.claims[worst] == "dropout_interpolation":
+        p = v.noise["p"] if v.noise else None
+        s += (f", an Algorithm 1 segment that drops a fraction p = {p:.3g} of every hidden layer's units at once: "
+              if p is not None else ", an Algorithm 1 segment: ")
+        s += ("these nets lose that much when so many units go, which is why the theorem asks for noise "
+              "stability; " + ("its premises fail here, so its bound does not apply." if v.verdict == "does not apply"
+                               else f"verdict {v.verdict}."))
+    else:
+        s += f"; verdict {v.verdict}."
+    return s
+
+
 def add_paths_section(report, ctx) -> dict[str, Any]:
     """Add the "paths" section to ``report`` (see the module docstring); returns its numbers."""
     from proofs_check.theorems import check_theorem1, check_theorem2, check_theorem3
@@ -144,7 +163,8 @@ def add_paths_section(report, ctx) -> dict[str, Any]:
         f"every t — proved, not sampled: all {v1.n_segments} of its segments are proved exactly, so its maximum is "
         f"at a way point — within the bound max{{L_A, L_B}} + ε = {v1.bound:.4f}: Theorem 1 **{v1.verdict}**, and "
         f"the two nets are connected at that level. Theorems 2 and 3 replace ε-dropout stability by noise "
-        f"stability: their verdicts are **{v2.verdict}** and **{v3.verdict}** (details below).")
+        f"stability: their verdicts are **{v2.verdict}** and **{v3.verdict}**. {_peak_sentence('Theorem 2', v2, line_max)} "
+        f"{_peak_sentence('Theorem 3', v3, line_max)} (Details below.)")
     sec.text("**ε-dropout stability** (Definition 1): kept sets of ⌊h_i/2⌋ units per hidden layer, one kept set "
              "per layer for every θ^i, ε = max_i L(θ^i) − L(θ) on the training data. *Best of 20* is the paper's "
              "search (fixed-count draws, r = 2); *greedy* starts from the most important units (mean activation × "
