@@ -268,11 +268,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     _log(f"data: {ds.summary()}")
     key = jax.random.PRNGKey(args.seed)
     classes = ds.num_classes or 1
-    if args.arch == "mlp":
-        net = nets.mlp(key, (int(np.prod(ds.input_shape)), *args.widths, classes), bias=not args.no_bias)
-    else:
-        net = nets.conv(key, ds.input_shape, args.widths, classes, pool=None if args.pool == "none" else args.pool,
-                        bias=not args.no_bias, head=args.head)
+    try:
+        if args.arch == "mlp":
+            arch = nets.Arch(in_shape=(int(np.prod(ds.input_shape)),), widths=(*args.widths, classes),
+                             bias=not args.no_bias)
+        else:
+            arch = nets.Arch(in_shape=tuple(ds.input_shape), widths=(*args.widths, classes), n_conv=len(args.widths),
+                             pool=((None if args.pool == "none" else args.pool),) * len(args.widths),
+                             head=args.head, bias=not args.no_bias)
+            arch.weight_shapes()  # pooling that shrinks the image to nothing fails here
+    except ValueError as e:
+        raise ValueError(f"--widths/--pool: {e} (data {args.data!r}, input shape {tuple(ds.input_shape)})") from None
+    net = nets.init(key, arch)
     log_every = args.log_every or max(1, n // args.batch_size)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                       schedule=args.schedule, weight_decay=args.weight_decay, dropout=args.dropout,

@@ -122,7 +122,7 @@ def _linear_bends(w0: Any, w1: Any, n: int) -> Any:
 def polychain(w0: Any, w1: Any, bends: int = 1, *, fix_ends: bool = True) -> Curve:
     """Polygonal chain with ``bends`` bends, initialised equally spaced on the segment (so it starts as the line)."""
     _check_ends(w0, w1)
-    return Curve((w0, w1), _linear_bends(w0, w1, int(bends)), "polychain", fix_ends)
+    return Curve((w0, w1), _linear_bends(w0, w1, bends), "polychain", fix_ends)
 
 
 def bezier(w0: Any, w1: Any, bends: int = 1, *, order: int | None = None, fix_ends: bool = True) -> Curve:
@@ -130,11 +130,9 @@ def bezier(w0: Any, w1: Any, bends: int = 1, *, order: int | None = None, fix_en
     (Garipov's quadratic curve: ``bends=1`` or ``order=2``). Equally spaced control points on the
     segment reproduce the segment exactly (Bernstein polynomials reproduce linear functions)."""
     if order is not None:
-        if int(order) < 1:
-            raise ValueError(f"a Bezier curve's order (degree) must be >= 1, got {order}")
-        bends = int(order) - 1
+        bends = _checks.integer("order (a Bezier curve's degree)", order, 1) - 1
     _check_ends(w0, w1)
-    return Curve((w0, w1), _linear_bends(w0, w1, int(bends)), "bezier", fix_ends)
+    return Curve((w0, w1), _linear_bends(w0, w1, bends), "bezier", fix_ends)
 
 
 def straight(w0: Any, w1: Any) -> Curve:

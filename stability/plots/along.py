@@ -26,12 +26,15 @@ def error_axis(ax: plt.Axes, errors: Sequence[np.ndarray], label: str) -> None:
     pos = vals[vals > 0]
     if pos.size and (vals.max() / max(pos.min(), 1e-12) > 30 or np.any(vals == 0) and vals.max() > 1):
         if np.any(vals == 0):
-            ax.set_yscale("symlog", linthresh=max(0.05, float(pos.min())), linscale=0.5)
+            lt = max(0.05, float(pos.min()))
+            ax.set_yscale("symlog", linthresh=lt, linscale=0.5)
             label += " — symmetric log scale"
+            # ticks inside the linear band (0 < v < linthresh) would crowd the 0 tick: no labels there
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "" if 0 < abs(v) < lt else f"{v:g}"))
         else:
             ax.set_yscale("log")
             label += " — log scale"
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_ylabel(label)
 
 

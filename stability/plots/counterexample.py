@@ -56,7 +56,7 @@ def plot_barriers(result: dict[str, Any]):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from stability.plots import STYLES, wants_log
+    from stability.plots import STYLES
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
     hs = [c["h"] for c in result["per_h"]]
@@ -76,18 +76,14 @@ def plot_barriers(result: dict[str, Any]):
     axes[0].set_xlabel("h (hidden units of the student)")
     axes[0].set_ylabel("barrier (mean loss ½(f−y)²) — log scale")
     axes[0].set_title("EVIDENCE: barrier vs h")
-    losses = []
     for k, c in enumerate(result["per_h"]):
         loss = c["best_curve"].get("loss")
         if loss:
             st = STYLES[k % len(STYLES)]
             axes[1].plot(np.linspace(0, 1, len(loss)), loss, ls=st["ls"], marker=st["marker"],
                          markevery=max(1, len(loss) // 10), ms=4, label=f"h = {c['h']}")
-            losses.append(np.asarray(loss)[1:-1])
-    if losses and wants_log(*losses):
-        axes[1].set_yscale("log")
     axes[1].set_xlabel("t (position along the curve, teacher → student)")
-    axes[1].set_ylabel("train loss (mean ½(f−y)²)" + (" — log scale" if axes[1].get_yscale() == "log" else ""))
+    axes[1].set_ylabel("train loss (mean ½(f−y)²)")
     axes[1].set_title("loss along the best learned curve")
     klm = result["klm"]
     if klm:

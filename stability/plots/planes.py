@@ -66,7 +66,9 @@ def plot_plane(p: Any, grid: dict[str, np.ndarray], curves: dict[str, Sequence[A
     ax.set_ylabel("β: distance along v in weight space (‖Δθ‖₂)")
     ax.set_aspect("equal", adjustable="box")
     if curves:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=len(curves), frameon=False, fontsize=8,
-                  title="projected onto the plane", title_fontsize=8)
+        leg = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=len(curves), fontsize=8,
+                        title="projected onto the plane", title_fontsize=8, frameon=True)
+        leg.get_frame().set_facecolor("0.55")  # the white segment line must show in the legend too
+        leg.get_frame().set_edgecolor("none")
     ax.set_title(title)
     return fig

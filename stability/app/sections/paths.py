@@ -93,13 +93,13 @@ def _peak_sentence(name: str, v, line_max: float) -> str:
          f"({seg.label})")
     if v.path.claims[worst] == "dropout_interpolation":
         p = v.noise["p"] if v.noise else None
-        s += (f", an Algorithm 1 segment that drops a fraction p = {p:.3g} of every hidden layer's units at once: "
-              if p is not None else ", an Algorithm 1 segment: ")
-        s += ("these nets lose that much when so many units go, which is why the theorem asks for noise "
-              "stability; " + ("its premises fail here, so its bound does not apply." if v.verdict == "does not apply"
-                               else f"verdict {v.verdict}."))
-    else:
-        s += f"; verdict {v.verdict}."
+        drop = f"dropping a fraction p = {p:.3g} of every hidden layer's units at once" if p is not None else \
+            "an Algorithm 1 dropout draw"
+        s += f", the Algorithm 1 segment from the net to its dropout version ({drop})"
+        s += (": that one dropout step costs these nets more loss than the straight line's peak" if ratio > 1
+              else ": it stays below the straight line's peak")
+    s += "; " + ("the theorem's premises fail here, so its bound does not apply." if v.verdict == "does not apply"
+                 else f"verdict: {v.verdict}.")
     return s
 
 
