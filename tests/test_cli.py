@@ -76,3 +76,31 @@ def test_demo_quick_writes_report_summary_and_figures(tmp_path):
 def test_demo_rejects_unknown_sections_before_training(tmp_path, capsys):
     assert main(["demo", "--quick", "--only", "straight_line", "nope", "--out", str(tmp_path / "d")]) == 2
     assert "unknown demo section" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
+def test_every_option_has_help_and_shows_its_default():
+    import argparse
+
+    parser = build_parser()
+    top = parser.format_help()
+    subs = parser._subparsers._group_actions[0].choices
+    for name in subs:  # the top-level help lists every command, one line each, without RST markup
+        assert any(line.split()[:1] == [name] for line in top.splitlines()), name
+    assert "``" not in top
+    for name, sub in subs.items():
+        text = " ".join(sub.format_help().split())
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {action.dest}: no help text"
+            shown = sub._get_formatter()._get_help_string(action)
+            flag = isinstance(action, argparse._StoreTrueAction)
+            if action.option_strings and not flag and not action.required:
+                assert "default" in shown, f"{name} {action.option_strings}: no default shown"
+        assert "``" not in text, name
+
+
+def test_reproduce_without_a_name_says_what_to_do(capsys):
+    assert main(["reproduce"]) == 2
+    err = capsys.readouterr().err
+    assert "name a reproduction" in err and "--list" in err and "garipov-fge" in err

@@ -134,7 +134,8 @@ def check_scale(scale: Any) -> None:
             if isinstance(e, bool) or not isinstance(e, numbers.Real):
                 continue
             if not math.isfinite(float(e)) or e < 0:
-                raise ValueError(f"{f.name} must hold finite numbers ≥ 0, got {v!r}")
+                raise ValueError(f"{f.name} must {'hold finite numbers' if isinstance(v, tuple) else 'be a finite number'}"
+                                 f" ≥ 0, got {v!r}")
             if isinstance(v, tuple) and isinstance(e, numbers.Integral) and e < 1:
                 raise ValueError(f"{f.name} must hold integers ≥ 1, got {v!r}")
     check = getattr(scale, "check", None)
