@@ -374,7 +374,8 @@ def cmd_plane(args: argparse.Namespace) -> int:
         sec.table(["point", "α", "β", "train loss", "train acc"],
                   [[lab, float(c[0]), float(c[1]), float(l), float(acc)]
                    for lab, c, l, acc in zip(("A", "B", "C"), p.coords, ends.loss, ends.acc)])
-        report.figure(sec, plot_plane(p, grid, {"segment A→C": [ws[0], ws[2]]}, labels=("A", "B", "C")),
+        report.figure(sec, plot_plane(p, grid, {"segment A→C": [ws[0], ws[2]]}, labels=("A", "B", "C"),
+                                      title="train loss on the plane through A, B, C"),
                       "plane.png", "Train loss on the plane through the three checkpoints")
         sec.data.update(coords=p.coords, alpha=grid["alpha"], beta=grid["beta"], loss=grid["loss"], acc=grid["acc"],
                         point_loss=ends.loss, point_acc=ends.acc, data=name)
