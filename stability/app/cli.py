@@ -561,6 +561,8 @@ def add_cushions_parser(subparsers: Any, parents: Sequence[argparse.ArgumentPars
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``stability`` parser: every command of :data:`COMMANDS`, every option with help and its default."""
+    from stability.app.reproduce import names as reproduce_names
+
     listing = "\n".join(f"  {k:10s} {v}" for k, v in COMMANDS.items())
     common = _common()
     p = _Parser(prog="stability", formatter_class=_Formatter, parents=[common],
@@ -654,13 +656,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(fn=cmd_fge)
 
     r = sub.add_parser("reproduce", parents=par, formatter_class=_Formatter,
-                       description="Reproduce a published figure/table: kuditipudi-thm1, kuditipudi-fig2, "
-                                   "kuditipudi-fig3, kuditipudi-thm4, garipov-table2, garipov-fge (or 'all'). Writes "
+                       description=f"Reproduce a published figure/table: {', '.join(reproduce_names())} (or "
+                                   "'all'). Writes "
                                    "summary.json, report.md (with a 'paper' column), PNG figures and manifest.json "
                                    "to DIR. Without a name, says what to do.")
     r.add_argument("name", nargs="?", metavar="NAME",
-                   choices=["kuditipudi-thm1", "kuditipudi-fig2", "kuditipudi-fig3", "kuditipudi-thm4",
-                            "garipov-table2", "garipov-fge", "all"],
+                   choices=[*reproduce_names(), "all"],
                    help="reproduction name, or 'all' (see --list)")
     r.add_argument("--list", action="store_true", help="list the reproductions and exit")
     r.add_argument("--out", metavar="DIR",

@@ -41,6 +41,8 @@ def plot_dataset(h: int = 3, k: int | None = None, l: int | None = None, m: int 
     ax.set_xticks(range(M.shape[1]), [f"f{j}" for j in range(1, h + 3)] + ["y"])
     ax.set_yticks([0, s.k - 1, s.l - 1, s.m - 1, s.n - 1],
                   ["x1", f"xk={s.k}", f"xl={s.l}", f"xm={s.m}", f"xn={s.n}"])
+    ax.set_xlabel("feature of X (columns f1 … f_{h+2}) and the label y", fontsize=8)
+    ax.set_ylabel("sample (row of X)", fontsize=8)
     ax.set_title(f"Theorem 4 dataset, h={h} (rows = samples)", fontsize=9)
     fig.tight_layout()
     return fig
