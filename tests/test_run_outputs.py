@@ -36,14 +36,18 @@ def _tiny_pair(ds, quick, seed, widths):
     return out, cfg
 
 
-def _extra_section(report, ctx):
-    """A second, cheap section that writes one more figure (so a later run has something stale to remove)."""
-    from stability.plots import along
+def _figure_section(key: str):
+    """A cheap section that writes one figure, ``{key}.png`` (so a later run has something stale to remove)."""
 
-    sec = report.section("extra", "An extra section")
-    sec.finding("An extra section for the tests.")
-    report.figure(sec, along.plot_history({"A": _tiny_hist()}), "extra.png", "extra")
-    report.add(sec)
+    def add(report, ctx):
+        from stability.plots import along
+
+        sec = report.section(key, f"Section {key}")
+        sec.finding(f"Section {key} for the tests.")
+        report.figure(sec, along.plot_history({"A": _tiny_hist()}), f"{key}.png", key)
+        report.add(sec)
+
+    return add
 
 
 def _tiny_hist():
@@ -54,9 +58,7 @@ def _tiny_hist():
 
 @pytest.fixture()
 def tiny_demo(monkeypatch):
-    from stability.app.sections.straight_line import add_straight_line_section
-
-    sections = [("straight_line", add_straight_line_section), ("extra", _extra_section)]
+    sections = [("first", _figure_section("first")), ("extra", _figure_section("extra"))]
     monkeypatch.setattr(demo_module, "_train_pair", _tiny_pair)
     monkeypatch.setattr(demo_module, "demo_sections", lambda: list(sections))
     return sections
@@ -78,7 +80,7 @@ def test_finished_run_manifest_and_stale_files(tiny_demo, tmp_path):
     for sec in md.split("\n## ")[1:]:  # every section opens with its finding
         assert sec.split("\n", 2)[2].startswith("**Finding.**"), sec[:200]
     # the same directory again, one section only: the earlier run's extra.png is removed, nothing stale is left
-    assert cli.main(["demo", "--only", "straight_line", "--out", str(out)]) == 0
+    assert cli.main(["demo", "--only", "first", "--out", str(out)]) == 0
     m2 = _manifest(out)
     assert "extra.png" not in m2["files"] and not (out / "extra.png").exists()
     assert sorted(m2["files"]) == sorted(p.name for p in out.iterdir() if p.name != MANIFEST)
@@ -97,7 +99,7 @@ def test_interrupted_or_failed_run_is_marked_incomplete(tiny_demo, monkeypatch, 
     assert len(err) == 1 and "Traceback" not in err[0], err
     md = (out / "report.md").read_text()
     assert md.splitlines()[2].startswith("**INCOMPLETE**") and reason in md and "Wall time so far" in md
-    assert "## The straight line between the two nets" in md  # what was finished is kept
+    assert "## Section first" in md and (out / "first.png").exists()  # what was finished is kept
     m = _manifest(out)
     assert m["status"] == "incomplete" and m["reason"] == reason
     assert json.loads((out / "summary.json").read_text())["meta"]["status"] == "incomplete"
