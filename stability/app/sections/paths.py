@@ -162,7 +162,7 @@ def add_paths_section(report, ctx) -> dict[str, Any]:
         bound = "it has no bound here"
     else:
         bound = (f"bound max{{L_A, L_B}} + ε = {v1.bound:.4f}, "
-                 + ("informative: far below the straight line's peak" if v1.bound < line_max else
+                 + ("informative: below the straight line's peak" if v1.bound < line_max else
                     "NOT informative: above the straight line's peak"))
     sec.finding(
         f"The straight line between θ_A and θ_B rises to a loss of {line_max:.3f} (barrier {line_bar:.3f} above the "
