@@ -1,5 +1,5 @@
 """Theorem 4 (Kuditipudi et al. 2019, Appendix C): a PROVED lower bound on the barrier of every path
-between the teacher and the student minimizer (SPEC §7; the argument is written out in
+between the teacher and the student minimizer (docs/THEORY.md §7; the argument is written out in
 ``docs/theory/theorem4_barrier.md``).
 
 **Crossing set.** With output weights ``w(t)`` along a continuous path from the teacher (``w_2 = −1``)

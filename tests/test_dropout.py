@@ -110,7 +110,7 @@ def test_algorithm1_rate_and_independent_layers():
     for dl in deltas:
         assert abs(np.mean(dl == 0) - 0.3) < 0.04
     assert not np.array_equal(deltas[0] == 0, deltas[1] == 0)
-    with pytest.raises(ValueError, match="0 < p < 1"):
+    with pytest.raises(ValueError, match=r"p must be a dropout probability in \(0, 1\)"):
         dropout.algorithm1(net, 1.0, jax.random.PRNGKey(0))
     cc = cushions.column_ratio(net, 0.3)
     w = np.asarray(net.layers[1]["w"], np.float64)

@@ -21,7 +21,7 @@ def test_registry_lists_the_seven_reproductions(capsys):
 
 def test_bad_names_and_settings_fail_clearly(tmp_path, capsys):
     assert main(["reproduce", "garipov-table3", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown reproduction 'garipov-table3'" in capsys.readouterr().err
+    assert "argument NAME: invalid choice: 'garipov-table3'" in capsys.readouterr().err
     assert main(["reproduce", "garipov-fge", "--quick", "--set", "widthz=3", "--out", str(tmp_path / "y")]) == 2
     assert "unknown scale setting(s) ['widthz']" in capsys.readouterr().err
     assert main(["reproduce", "garipov-fge", "--quick", "--set", "widths", "--out", str(tmp_path / "z")]) == 2

@@ -64,8 +64,8 @@ def test_schedules_and_bad_config():
     assert float(make_schedule(TrainConfig(steps=10, lr=1.0, schedule="cosine"))(10)) == pytest.approx(0.0)
     net = nets.mlp(jax.random.PRNGKey(0), (3, 4, 2))
     x, y = jnp.ones((8, 3)), jnp.zeros((8,), jnp.int32)
-    with pytest.raises(ValueError, match="unknown schedule"):
-        fit(net, x, y, TrainConfig(schedule="wiggly"), progress=False)
+    with pytest.raises(ValueError, match="schedule must be one of"):  # refused when the config is made
+        TrainConfig(schedule="wiggly")
     with pytest.raises(ValueError, match="one rate per hidden layer"):
         fit(net, x, y, TrainConfig(dropout=(0.1, 0.2)), progress=False)
     with pytest.raises(ValueError, match="per-sample shape"):

@@ -42,7 +42,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
@@ -662,15 +662,21 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def write_report(result: ConnectResult, out: str | Path, *, command: str | None = None) -> Path:
-    """``report.md`` (opening with the finding), ``summary.json``, ``matrices.json`` and a heat map per method."""
+def write_report(result: ConnectResult, out: str | Path, *, command: str | None = None, report: Any = None) -> Path:
+    """``report.md`` (opening with the finding), ``summary.json``, ``matrices.json`` and a heat map per method.
+
+    ``report``: an :class:`~stability.app.report.Report` already open on ``out`` (the command opens it before the
+    work, so a failed run leaves its report marked INCOMPLETE); without one a new report is opened and finished."""
     from stability.app.report import Report
-    from stability.core.io import write_json
     from stability.plots.connect import pair_heatmap
 
     out = Path(out)
-    report = Report(out, title=f"Connectivity of {result.k} minima ({', '.join(result.labels)})")
-    report.started -= result.seconds  # the wall time in the header includes the computation
+    title = f"Connectivity of {result.k} minima ({', '.join(result.labels)})"
+    own = report is None
+    if own:
+        report = Report(out, title=title)
+        report.started -= result.seconds  # the wall time in the header includes the computation
+    report.title = title
     if command:
         report.meta["command"] = command
     report.meta.update(seed=result.config.seed, data=result.data, n_samples=result.n_samples,
@@ -756,8 +762,10 @@ def write_report(result: ConnectResult, out: str | Path, *, command: str | None 
                "note"], rows)
     sec.data.update(pairs=[p.to_dict() for p in result.pairs])
     report.add(sec)
-    write_json(out / "matrices.json", {"labels": result.labels, "methods": list(result.methods),
-                                       **result.to_dict()["matrices"]})
+    report.write_json("matrices.json", {"labels": result.labels, "methods": list(result.methods),
+                                        **result.to_dict()["matrices"]})
+    if own:
+        report.finish()
     return out / "report.md"
 
 
@@ -823,10 +831,12 @@ def _load_data(arch: Any, name: str, source: str | None):
     return data.load(name, **kw)
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace, on_start: Callable[[], None] | None = None) -> int:
     """``stability connect A.npz B.npz … --out DIR``: load, connect, write the report."""
+    from stability.app.report import Report, check_out_dir
     from stability.core import checkpoint
 
+    check_out_dir(args.out, "--out")
     cfg = ConnectConfig(theorems=tuple(args.theorems), align=args.align, curves=bool(args.curves),
                         line_bounds=not args.no_line_bounds, points=args.points,
                         points_per_segment=args.points_per_segment, p=args.p, rounds=args.rounds, noise_p=args.noise_p,
@@ -858,8 +868,14 @@ def run_command(args: argparse.Namespace) -> int:
     what = f"{name}, {n} of {len(ds.x_train)} training samples"
     _log.info(f"connect: {len(nets)} nets, {len(nets) * (len(nets) - 1) // 2} pairs, methods {', '.join(cfg.methods)}; "
               f"data {what}")
-    res = connect(nets, x, y, cfg, labels=labels, narrow=narrow, data=what)
+    report = Report(args.out, title=f"Connectivity of {len(nets)} minima ({', '.join(labels)})")
     command = "stability " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "connect" in sys.argv[1:] else None
-    path = write_report(res, args.out, command=command)
+    if command:
+        report.meta["command"] = command
+    if on_start is not None:
+        on_start()
+    with report.running():
+        res = connect(nets, x, y, cfg, labels=labels, narrow=narrow, data=what)
+        path = write_report(res, args.out, command=command, report=report)
     _log.info(f"wrote {path}, {Path(args.out) / 'summary.json'}, {Path(args.out) / 'matrices.json'} and heat maps")
     return 0

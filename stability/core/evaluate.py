@@ -24,7 +24,7 @@ from stability.core import nets as _nets
 from stability.core.chunks import padded_chunks
 from stability.core.progress import Progress
 from stability.core.hostloop import use_host_loop
-from stability.core.losses import Loss, accuracy, cross_entropy, get_loss
+from stability.core.losses import Loss, accuracy, check_targets, cross_entropy, get_loss
 
 Array = jax.Array
 PointFn = Callable[[Any, Array], Any]
@@ -186,6 +186,10 @@ def evaluate(
         raise ValueError("ts contains NaN or inf")
     classify = bool(jnp.issubdtype(y.dtype, jnp.integer))
     sample = point_fn(theta, jnp.asarray(ts_np[0], jax.tree_util.tree_leaves(theta)[0].dtype))
+    if loss.name in ("cross_entropy", "squared_error"):
+        n_out = (sample.arch.widths[-1] if isinstance(sample, _nets.Net)
+                 else int(jax.eval_shape(apply_fn, sample, x[:1]).shape[-1]))
+        check_targets(y, n_out, loss, "y")
     batch_size, chunk = choose_sizes(sample, apply_fn, x, ts_np.size, batch_size=batch_size, chunk=chunk,
                                      memory_budget=memory_budget)
     xb, yb, mb = padded_batches(x, y, batch_size)

@@ -7,10 +7,12 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
-__all__ = ["Loss", "ConvexLoss", "cross_entropy", "squared_error", "accuracy", "l2_penalty", "get_loss"]
+__all__ = ["Loss", "ConvexLoss", "cross_entropy", "squared_error", "accuracy", "l2_penalty", "get_loss",
+           "check_targets"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,3 +80,44 @@ def l2_penalty(params, weight_decay: float) -> Array:
     """``weight_decay/2 · Σ‖w‖²`` over every leaf of a pytree (the optional L2 term)."""
     leaves = jax.tree_util.tree_leaves(params)
     return 0.5 * weight_decay * sum(jnp.sum(jnp.square(x)) for x in leaves)
+
+
+def check_targets(y, n_outputs: int, loss: "Loss | str", what: str = "y") -> None:
+    """Refuse targets ``loss`` cannot read, with one line naming ``what``: cross-entropy takes integer class
+    labels in ``[0, n_outputs)`` (a label of −1 or ``n_outputs`` is refused, not wrapped or turned into NaN;
+    float labels and one-hot rows are named as such); squared error takes such labels (one-hot encoded) or
+    finite real targets of shape ``(N,)`` or ``(N, n_outputs)``. Other losses are not checked."""
+    loss = get_loss(loss)
+    a = np.asarray(y)
+    n_outputs = int(n_outputs)
+    integral = np.issubdtype(a.dtype, np.integer)
+    if loss.name == "cross_entropy":
+        if a.ndim == 2 and a.shape[1] == n_outputs and a.size and np.all((a == 0) | (a == 1)) \
+                and np.all(a.sum(axis=1) == 1):
+            raise ValueError(f"{what} looks one-hot (shape {a.shape}); cross-entropy takes integer class labels "
+                             f"in [0, {n_outputs}): pass {what}.argmax(axis=1)")
+        if not integral:
+            raise ValueError(f"{what} holds {a.dtype} values; cross-entropy needs integer class labels in "
+                             f"[0, {n_outputs}) (for real-valued targets use loss='squared_error')")
+        if a.ndim != 1:
+            raise ValueError(f"{what} must be a 1-D array of class labels, got shape {a.shape}")
+    elif loss.name == "squared_error":
+        if not integral:
+            if not np.issubdtype(a.dtype, np.floating):
+                raise ValueError(f"{what} must hold integer labels or real targets, got dtype {a.dtype}")
+            if a.ndim == 1 and n_outputs != 1 or a.ndim == 2 and a.shape[1] != n_outputs or a.ndim > 2:
+                raise ValueError(f"{what}: real targets of shape {a.shape} do not match the net's {n_outputs} "
+                                 f"output(s); squared error needs (N,) for 1 output or (N, {n_outputs})")
+            if a.size and not np.all(np.isfinite(a)):
+                raise ValueError(f"{what} holds NaN or inf targets")
+            return
+        if a.ndim != 1:
+            raise ValueError(f"{what} must be a 1-D array of class labels, got shape {a.shape}")
+    else:
+        return
+    if a.size:
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi >= n_outputs:
+            bad = sorted({v for v in (lo, hi) if v < 0 or v >= n_outputs})
+            raise ValueError(f"{what}: class labels must lie in [0, {n_outputs}) (the net has {n_outputs} outputs), "
+                             f"got {' and '.join(map(str, bad))}")

@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stability.core import checks as _checks
+
 Array = jax.Array
 Pool = Literal["max", "avg"] | None
 LayerKind = Literal["dense", "conv", "flatten", "gap"]
@@ -68,8 +70,10 @@ class Arch:
     bias: bool = True
 
     def __post_init__(self) -> None:
-        if len(self.widths) < 1 or any(int(w) < 1 for w in self.widths):
-            raise ValueError(f"widths must be a non-empty tuple of positive ints, got {self.widths}")
+        object.__setattr__(self, "widths", _checks.int_tuple("widths", self.widths, 1))
+        object.__setattr__(self, "in_shape", _checks.int_tuple("in_shape", self.in_shape, 1))
+        object.__setattr__(self, "n_conv", _checks.nonneg_int("n_conv", self.n_conv))
+        object.__setattr__(self, "kernel", _checks.positive_int("kernel", self.kernel))
         if not 0 <= self.n_conv < len(self.widths):
             raise ValueError("n_conv must be >= 0 and leave at least one dense (output) layer after the convs")
         if self.n_conv > 0:
@@ -138,9 +142,8 @@ class Arch:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Arch":
         return cls(
-            in_shape=tuple(int(v) for v in d["in_shape"]), widths=tuple(int(v) for v in d["widths"]),
-            n_conv=int(d["n_conv"]), kernel=int(d["kernel"]), pool=tuple(d["pool"]),
-            head=d["head"], bias=bool(d["bias"]),
+            in_shape=tuple(d["in_shape"]), widths=tuple(d["widths"]), n_conv=d["n_conv"], kernel=d["kernel"],
+            pool=tuple(d["pool"]), head=d["head"], bias=bool(d["bias"]),
         )
 
 
@@ -229,10 +232,9 @@ _init_jit = jax.jit(_init, static_argnums=(1, 2))
 
 
 def mlp(key: Array, sizes: Sequence[int], bias: bool = True, dtype=jnp.float32) -> Net:
-    """Dense ReLU net; ``sizes = (input_dim, h_1, …, h_{d-1}, outputs)``."""
-    sizes = tuple(int(s) for s in sizes)
-    if len(sizes) < 2:
-        raise ValueError(f"mlp needs at least (input, output) sizes, got {sizes}")
+    """Dense ReLU net; ``sizes = (input_dim, h_1, …, h_{d-1}, outputs)``, every size an integer ≥ 1
+    (1.5 is refused, not truncated)."""
+    sizes = _checks.int_tuple("mlp sizes", sizes, 1, min_len=2)
     return init(key, Arch(in_shape=(sizes[0],), widths=sizes[1:], bias=bias), dtype)
 
 
@@ -254,9 +256,13 @@ def conv(
 
     The paper's MNIST net (Appendix D.1) is ``conv(key, (28, 28, 1), (32, 32, 32), 10)``.
     """
-    channels = tuple(int(c) for c in channels)
-    if not channels:
-        raise ValueError("conv needs at least one conv layer; use mlp for dense nets")
+    if isinstance(channels, Sequence) and len(channels) == 0:
+        raise ValueError("conv channels must name at least one conv layer (use mlp for dense nets), got ()")
+    channels = _checks.int_tuple("conv channels", channels, 1)
+    dense = _checks.int_tuple("conv dense", dense, 1, min_len=0)
+    in_shape = _checks.int_tuple("conv in_shape", in_shape, 1)
+    classes = _checks.positive_int("conv classes", classes)
+    kernel = _checks.positive_int("conv kernel", kernel)
     pools = tuple(pool for _ in channels) if pool is None or isinstance(pool, str) else tuple(pool)
     arch = Arch(
         in_shape=tuple(int(s) for s in in_shape), widths=channels + tuple(int(w) for w in dense) + (int(classes),),

@@ -16,19 +16,24 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from stability.core import checks as _checks
 from stability.core import nets as _nets
 from stability.core.checkpoint import CheckpointError, load, save
 from stability.core.hostloop import run_steps, use_host_loop
-from stability.core.losses import Loss, accuracy, get_loss, l2_penalty
+from stability.core.losses import Loss, accuracy, check_targets, get_loss, l2_penalty
 from stability.core.progress import Progress
 
 Array = jax.Array
 Optimizer = Literal["sgd", "momentum", "adam"]
-ScheduleName = Literal["constant", "cosine", "linear", "step"]
+ScheduleName = Literal["constant", "cosine", "linear", "step", "garipov"]
 LossName = Literal["cross_entropy", "squared_error"]
 
 __all__ = ["TrainConfig", "TrainState", "History", "fit", "MinibatchOrder", "make_optimizer", "make_schedule", "KerasDecay",
            "GaripovSchedule", "dropout_scales", "save", "load", "CheckpointError"]
+
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+SCHEDULES = ("constant", "cosine", "linear", "step", "garipov")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +58,24 @@ class TrainConfig:
     loss: LossName = "cross_entropy"
     seed: int = 0
     log_every: int = 100
+
+    def __post_init__(self) -> None:
+        """Every field is checked here, so a bad setting fails before anything compiles or trains."""
+        for name in ("steps", "batch_size", "log_every"):
+            _checks.positive_int(f"TrainConfig.{name}", getattr(self, name))
+        _checks.nonneg_int("TrainConfig.seed", self.seed)
+        _checks.choice("TrainConfig.optimizer", self.optimizer, OPTIMIZERS)
+        _checks.choice("TrainConfig.schedule", self.schedule, SCHEDULES)
+        _checks.positive("TrainConfig.lr", self.lr)
+        _checks.number("TrainConfig.momentum", self.momentum, lo=0.0, hi=1.0, hi_open=True)
+        _checks.nonneg("TrainConfig.weight_decay", self.weight_decay)
+        if np.isscalar(self.dropout):
+            _checks.rate("TrainConfig.dropout", self.dropout)
+        else:
+            for k, p in enumerate(self.dropout):
+                _checks.rate(f"TrainConfig.dropout[{k}]", p)
+        if not isinstance(self.loss, Loss):
+            get_loss(self.loss)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -294,16 +317,22 @@ def fit(
     steps in ``snapshot_at`` are returned in ``history.snapshots`` — as :class:`TrainState` with
     ``snapshot_state``.
     """
-    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.log_every < 1:
-        raise ValueError("steps, batch_size and log_every must be positive")
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     state = net if isinstance(net, TrainState) else None
     net = state.params if state is not None else net
     if not isinstance(net, _nets.Net):
         raise ValueError(f"fit trains a stability.core.nets.Net or continues a TrainState, got {type(net).__name__}")
     x = jnp.asarray(x)
     y = jnp.asarray(y)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"x and y must hold the same non-zero number of samples, got {x.shape[0]} and {y.shape[0]}")
+    n_out = net.arch.widths[-1]
+    check_targets(y, n_out, cfg.loss, "y")
+    if x_test is not None or y_test is not None:
+        if x_test is None or y_test is None or len(x_test) != len(y_test):
+            raise ValueError("x_test and y_test must both be given, with the same number of samples")
+        check_targets(y_test, n_out, cfg.loss, "y_test")
     if tuple(x.shape[1:]) != net.arch.in_shape:
         raise ValueError(f"training inputs have per-sample shape {tuple(x.shape[1:])}, the net expects {net.arch.in_shape}")
     if not bool(jnp.all(jnp.isfinite(x))):

@@ -35,7 +35,8 @@ import optax
 
 from stability.core.hostloop import run_steps, use_host_loop
 from stability.core.nets import Net
-from stability.core.losses import Loss, get_loss
+from stability.core import checks as _checks
+from stability.core.losses import Loss, check_targets, get_loss
 from stability.core.progress import Progress
 from stability.core.train import History, MinibatchOrder, TrainConfig, make_optimizer, make_schedule
 
@@ -110,8 +111,7 @@ def _check_ends(w0: Any, w1: Any) -> None:
 
 def _linear_bends(w0: Any, w1: Any, n: int) -> Any:
     """``n`` control points equally spaced on the segment: ``w_i = w0 + i/(n+1)·(w1 − w0)``."""
-    if n < 0:
-        raise ValueError(f"the number of bends must be >= 0, got {n}")
+    n = _checks.nonneg_int("bends", n)
     fr = np.arange(1, n + 1, dtype=np.float64) / (n + 1)
 
     def one(a: Array, b: Array) -> Array:
@@ -125,7 +125,7 @@ def _linear_bends(w0: Any, w1: Any, n: int) -> Any:
 def polychain(w0: Any, w1: Any, bends: int = 1, *, fix_ends: bool = True) -> Curve:
     """Polygonal chain with ``bends`` bends, initialised equally spaced on the segment (so it starts as the line)."""
     _check_ends(w0, w1)
-    return Curve((w0, w1), _linear_bends(w0, w1, int(bends)), "polychain", fix_ends)
+    return Curve((w0, w1), _linear_bends(w0, w1, bends), "polychain", fix_ends)
 
 
 def bezier(w0: Any, w1: Any, bends: int = 1, *, order: int | None = None, fix_ends: bool = True) -> Curve:
@@ -133,11 +133,9 @@ def bezier(w0: Any, w1: Any, bends: int = 1, *, order: int | None = None, fix_en
     (Garipov's quadratic curve: ``bends=1`` or ``order=2``). Equally spaced control points on the
     segment reproduce the segment exactly (Bernstein polynomials reproduce linear functions)."""
     if order is not None:
-        if int(order) < 1:
-            raise ValueError(f"a Bezier curve's order (degree) must be >= 1, got {order}")
-        bends = int(order) - 1
+        bends = _checks.integer("order (a Bezier curve's degree)", order, 1) - 1
     _check_ends(w0, w1)
-    return Curve((w0, w1), _linear_bends(w0, w1, int(bends)), "bezier", fix_ends)
+    return Curve((w0, w1), _linear_bends(w0, w1, bends), "bezier", fix_ends)
 
 
 def straight(w0: Any, w1: Any) -> Curve:
@@ -396,17 +394,18 @@ def train_curve(
     (apply_fn, loss, settings, shapes), so restarts do not recompile. Deterministic from ``cfg.seed`` (minibatch
     order: NumPy generator; ``t`` and keys: ``jax.random``). Returns ``(trained curve, history)``.
     """
-    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.log_every < 1:
-        raise ValueError("steps, batch_size and log_every must be positive")
+    if not isinstance(cfg, TrainConfig):  # a TrainConfig checks its own fields when it is made
+        raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     _check_penalty(penalty)
-    if cfg.weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {cfg.weight_decay}")
     if curve.n_bends == 0 and curve.fix_ends:
         raise ValueError("a curve with 0 bends and fixed ends has nothing to train")
     x = jnp.asarray(x)
     y = jnp.asarray(y)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x and y must hold the same non-zero number of samples, got {x.shape[0]} and {y.shape[0]}")
+    if get_loss(cfg.loss).name in ("cross_entropy", "squared_error"):
+        n_out = int(jax.eval_shape(apply_fn, curve.ends[0], x[:1]).shape[-1])
+        check_targets(y, n_out, cfg.loss, "y")
     shape_cfg = TrainConfig(steps=int(cfg.steps), batch_size=int(cfg.batch_size), optimizer=cfg.optimizer,
                             lr=float(cfg.lr), momentum=float(cfg.momentum), schedule=cfg.schedule)
     sched = schedule if schedule is not None else make_schedule(shape_cfg)

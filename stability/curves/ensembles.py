@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from stability.core import checks as _checks
 from stability.core import nets as _nets
 from stability.core.progress import get_logger
 from stability.core.train import TrainConfig, TrainState, fit, make_schedule
@@ -198,10 +199,18 @@ def compare_budgets(make_net: Callable[[int], _nets.Net], data: Any, cfg: TrainC
     Returns one row per (budget, method): ``budget``, ``method``, ``members``, test ``error`` (%) and
     ``nll``; with ``return_members`` also the :class:`BudgetRuns`.
     """
-    if not budgets or min(budgets) < 1:
-        raise ValueError(f"budgets must be positive integers, got {budgets}")
-    if not 0 < fge_pretrain < 1:
-        raise ValueError(f"fge_pretrain must be in (0, 1), got {fge_pretrain}")
+    budgets = _checks.int_tuple("budgets", budgets, 1)
+    _checks.number("fge_pretrain", fge_pretrain, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    fge_cycle = _checks.positive_int("fge_cycle", fge_cycle)
+    if fge_cycle < 2 or fge_cycle % 2:
+        raise ValueError(f"fge_cycle must be an even integer ≥ 2, got {fge_cycle}")
+    if len(fge_alphas) != 2:
+        raise ValueError(f"fge_alphas must be (alpha1, alpha2), got {fge_alphas!r}")
+    _checks.positive("fge_alphas[0] (alpha1)", fge_alphas[0])
+    _checks.positive("fge_alphas[1] (alpha2)", fge_alphas[1])
+    _checks.positive_int("sse_snapshots", sse_snapshots)
+    if sse_snapshots > cfg.steps:
+        raise ValueError(f"sse_snapshots must be ≤ the budget's {cfg.steps} steps, got {sse_snapshots}")
     x, y, xt, yt = data.x_train, data.y_train, data.x_test, data.y_test
     emit = _log.info
     pre_steps = int(round(fge_pretrain * cfg.steps))

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from stability.core import checks as _checks
 from stability.core import nets as _nets
 from stability.core.evaluate import evaluate
 from stability.core.losses import Loss, cross_entropy
@@ -83,6 +84,8 @@ def _unravel_like(template: Any, flat: Array) -> Any:
 def evaluate_plane(p: Plane, x: Array, y: Array, *, resolution: int = 21, margin: float = 0.2,
                    apply_fn=_nets.apply, loss: Loss | str = cross_entropy, **kw) -> dict[str, np.ndarray]:
     """Loss and accuracy on a ``resolution²`` grid covering the three points plus ``margin`` on every side."""
+    _checks.integer("resolution", resolution, 2)
+    _checks.nonneg("margin", margin)
     lo, hi = p.coords.min(0), p.coords.max(0)
     span = np.maximum(hi - lo, 1e-12)
     a = np.linspace(lo[0] - margin * span[0], hi[0] + margin * span[0], resolution)

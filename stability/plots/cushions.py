@@ -73,18 +73,22 @@ def plot_layer_histograms(values: np.ndarray, layers: Sequence[int], name: str, 
         raise ValueError(f"no layers to plot for {name!r}")
     cols = min(max_cols, len(layers))
     rows = math.ceil(len(layers) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.4 * rows), squeeze=False)
+    # a figure is at least ~7 inches wide: one or two panels get large panels and fonts, not a thumbnail
+    pw, ph = (7.0, 4.2) if cols == 1 else (5.0, 3.4) if cols == 2 else (3.6, 2.8)
+    fs = 10 if cols <= 2 else 8
+    fig, axes = plt.subplots(rows, cols, figsize=(pw * cols, ph * rows), squeeze=False)
     for ax in axes.ravel()[len(layers):]:
         ax.axis("off")
     for ax, layer in zip(axes.ravel(), layers):
         _hist(ax, values[:, layer - 1], bins, color)
-        ax.set_title(f"layer {layer}", fontsize=9)
-        ax.set_xlabel(_label(name, layer), fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.set_title(f"layer {layer}", fontsize=fs + 1)
+        ax.set_xlabel(_label(name, layer), fontsize=fs)
+        ax.tick_params(labelsize=fs - 1)
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("samples", fontsize=8)
+    for r in range(rows):
+        axes[r, 0].set_ylabel("samples (count)", fontsize=fs)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=fs + 2)
     fig.tight_layout()
     return fig
 
@@ -107,13 +111,13 @@ def plot_layer_overview(res: Cushions, layer: int, title: str = "", bins: int = 
     if not 1 <= layer <= res.depth:
         raise IndexError(f"layer must be in 1..{res.depth}, got {layer}")
     names = [n for n in QUANTITIES if layer in quantity_values(res, n)[1]]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(max(3.6 * len(names), 7.0), 3.0), squeeze=False)
     for k, (ax, name) in enumerate(zip(axes[0], names)):
         _hist(ax, quantity_values(res, name)[0][:, layer - 1], bins, f"C{list(QUANTITIES).index(name)}")
         ax.set_xlabel(_label(name, layer), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("samples", fontsize=8)
+    axes[0, 0].set_ylabel("samples (count)", fontsize=8)
     fig.suptitle(title or f"noise stability of layer {layer}", fontsize=10)
     fig.tight_layout()
     return fig

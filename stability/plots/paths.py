@@ -14,6 +14,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from stability.core.evaluate import EvalResult  # noqa: E402
 from stability.theory.paths.path import CLAIM_KINDS, PathEval  # noqa: E402
+from stability.plots import wants_log  # noqa: E402
 
 __all__ = ["plot_path", "CLAIM_COLORS", "CLAIM_NAMES"]
 
@@ -72,7 +73,11 @@ def plot_path(ev: PathEval, line: EvalResult | None = None, title: str = "", bou
                 ax.axvline(a / n, color="0.35", lw=1.0, zorder=1)
         ax.set_xlim(0, 1)
         ax.set_xlabel(f"t (segment k covers [k/{n}, (k+1)/{n}])")
-        ax.set_ylabel(lab)
+        if lab == "loss" and wants_log(values, line.loss if line is not None else []):
+            ax.set_yscale("log")  # a path peaking far above the straight line: both stay readable
+            ax.set_ylabel("loss (mean) — log scale")
+        else:
+            ax.set_ylabel("loss (mean)" if lab == "loss" else "accuracy (fraction correct)")
         ax.grid(alpha=0.25, zorder=1)
     if envelope is not None:
         _clip_to_curves(axes[0], ev, line)

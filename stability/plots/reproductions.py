@@ -10,8 +10,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-__all__ = ["fig2_left", "fig2_centre", "fig2_right", "fge_budgets", "curve_budget_sweep", "interpolation_losses"]
+from stability.plots import STYLES, legend_below, legend_outside  # noqa: E402
+
+__all__ = ["fig2_left", "fig2_centre", "fig2_right", "fge_budgets", "ensemble_size_curves", "curve_budget_sweep",
+           "interpolation_losses"]
 
 
 def fig2_left(keep: Sequence[float], loss: tuple[np.ndarray, np.ndarray], acc: tuple[np.ndarray, np.ndarray],
@@ -30,7 +34,8 @@ def fig2_left(keep: Sequence[float], loss: tuple[np.ndarray, np.ndarray], acc: t
         ax.set_xlabel("1 − p (fraction of filters kept)")
         ax.set_ylabel(lab)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    legend_below(fig, handles, labels)
     fig.suptitle(f"Dropout stability of MNIST conv nets ({channels} filters/layer)")
     fig.tight_layout()
     return fig
@@ -47,7 +52,7 @@ def fig2_centre(ev: Any, paper_loss: tuple[float, float], paper_acc: float, p: f
         ax.set_xlabel("t (0: the net, 1: its dropout version)")
         ax.set_ylabel(lab)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     fig.suptitle(f"Straight line from a net to a p = {p:g} dropout version of itself")
     fig.tight_layout()
     return fig
@@ -68,7 +73,7 @@ def fig2_right(widths: Sequence[int], means: Sequence[float], stds: Sequence[flo
     ax.set_xlabel("filters per conv layer")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_outside(ax)
     ax.set_title("Narrow MNIST conv nets")
     fig.tight_layout()
     return fig
@@ -85,7 +90,29 @@ def fge_budgets(budgets: Sequence[int], by: dict[tuple[int, str], dict[str, floa
         ax.set_ylabel(lab)
         ax.set_xticks(list(budgets))
         ax.grid(alpha=0.3)
-    axes[0].legend()
+    legend_outside(axes[1])
+    fig.tight_layout()
+    return fig
+
+
+def ensemble_size_curves(curves: dict[str, dict[str, list[float]]]) -> plt.Figure:
+    """Test error (%) and NLL against the number of ensemble members, one line per method (``curves``:
+    method → ``{"members": [1, 2, …], "error": [...], "nll": [...]}``, members in training order)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for k, (name, c) in enumerate(curves.items()):
+        st = STYLES[k % len(STYLES)]
+        for ax, key in zip(axes, ("error", "nll")):
+            ax.plot(c["members"], c[key], ls=st["ls"], marker=st["marker"], ms=5, lw=1.5, label=name,
+                    color=f"C{k}")
+    axes[0].set_ylabel("test error (%)")
+    axes[1].set_ylabel("test NLL (nats per sample)")
+    for ax in axes:
+        ax.set_xlabel("ensemble members (in training order; runs of one budget unit each)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    legend_below(fig, handles, labels)
+    fig.suptitle("Test error and NLL against the ensemble size")
     fig.tight_layout()
     return fig
 

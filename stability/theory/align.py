@@ -486,7 +486,7 @@ def _nonzero_counts(net: _nets.Net) -> list[int]:
 
 
 def permutation_path(net: _nets.Net, perms: Perms, *, widen: bool = False) -> Path:
-    """The Lemma 4 path (Kuditipudi et al. 2019, Appendix A; SPEC §3) from θ_B = ``net`` to
+    """The Lemma 4 path (Kuditipudi et al. 2019, Appendix A; docs/THEORY.md §3) from θ_B = ``net`` to
     ``apply_perms(net, perms)``: 5 straight segments, each ``function_preserving`` or ``copy_shift``, so
     ``proofs_check.certify`` proves the function constant along the whole path.
 

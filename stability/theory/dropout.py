@@ -27,10 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stability.core import checks as _checks
 from stability.core import nets as _nets
 from stability.core import units as _units
 from stability.core.evaluate import evaluate
-from stability.core.losses import Loss, cross_entropy, get_loss
+from stability.core.losses import Loss, check_targets, cross_entropy, get_loss
 
 Array = jax.Array
 
@@ -263,8 +264,8 @@ def dropout_stability(net: _nets.Net, keep: KeptSets | Sequence[Sequence[int]], 
 def algorithm1_deltas(key: Array, net: _nets.Net, p: float) -> tuple[np.ndarray, ...]:
     """The multipliers of Algorithm 1 for the columns of ``A_2..A_d``: per hidden layer ``i``,
     i.i.d. ``δ_j = 0`` w.p. ``p`` and ``1/(1−p)`` w.p. ``1−p`` (independent keys per layer)."""
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"Algorithm 1 needs a dropout probability 0 < p < 1, got {p}")
+    _checks.number("p", p, lo=0.0, hi=1.0, lo_open=True, hi_open=True,
+                   allowed="a dropout probability in (0, 1) (Algorithm 1)")
     dtype = jax.tree_util.tree_leaves(net)[0].dtype
     keys = jax.random.split(key, max(1, net.depth - 1))
     out = []
@@ -285,6 +286,7 @@ def algorithm1(net: _nets.Net, p: float, key: Array) -> tuple[_nets.Net, tuple[n
 
 def kept_sets_from_deltas(deltas: Sequence[np.ndarray], p: float) -> KeptSets:
     """The kept sets ``{j : δ_j ≠ 0}`` of an Algorithm 1 draw, with ``r = 1/(1−p)``."""
+    _checks.probability("p", p)
     return KeptSets(tuple(np.flatnonzero(np.asarray(d) != 0) for d in deltas), (1.0 / (1.0 - p),) * len(deltas))
 
 
@@ -297,8 +299,8 @@ def _fixed_size(h: int, p: float) -> int:
 
 def fixed_count(net: _nets.Net, p: float, key: Array) -> KeptSets:
     """Appendix D.1: keep exactly ``⌊h_i(1−p)⌋`` uniformly random units per hidden layer, ``r = 1/(1−p)``."""
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"fixed-count dropout needs 0 < p < 1, got {p}")
+    _checks.number("p", p, lo=0.0, hi=1.0, lo_open=True, hi_open=True,
+                   allowed="a dropout probability in (0, 1) (fixed-count dropout)")
     keys = jax.random.split(key, max(1, net.depth - 1))
     keep = []
     for i, h in enumerate(_nets.widths(net)):
@@ -313,6 +315,7 @@ _forward_jit = jax.jit(_nets.forward)
 def unit_importance(net: _nets.Net, x, max_samples: int = 2048) -> list[np.ndarray]:
     """Per hidden layer, ``importance_u = E_x[φ(x^i)_u] · ‖column_u‖`` (mean activation over samples
     and positions times the Frobenius norm of the unit's outgoing column)."""
+    _checks.positive_int("max_samples", max_samples)
     x = jnp.asarray(x)[:max_samples]
     pre = _forward_jit(net, x)
     out = []
@@ -325,6 +328,9 @@ def unit_importance(net: _nets.Net, x, max_samples: int = 2048) -> list[np.ndarr
 
 def importance_kept_sets(net: _nets.Net, x, p: float = 0.5, r: float | None = None) -> KeptSets:
     """Keep the ``⌊h_i(1−p)⌋`` most important units of every hidden layer (:func:`unit_importance`)."""
+    _checks.probability("p", p)
+    if r is not None:
+        _checks.positive("r", r)
     imp = unit_importance(net, x)
     keep = [np.sort(np.argsort(-s, kind="stable")[:_fixed_size(s.size, p)]) for s in imp]
     return KeptSets(tuple(keep), (r if r is not None else 1.0 / (1.0 - p),) * len(keep))
@@ -357,8 +363,9 @@ def best_of_n(net: _nets.Net, x, y, key: Array, p: float = 0.5, n: int = 20, los
               **kw) -> SearchResult:
     """The paper's search (Figure 2 left): ``n`` fixed-count draws, keep the one with the smallest ε
     (``ε = max_i L(θ^i) − L(θ)``), evaluated in one batched call."""
-    if n < 1:
-        raise ValueError(f"best_of_n needs n ≥ 1, got {n}")
+    _checks.probability("p", p)
+    _checks.positive_int("n", n)
+    check_targets(y, net.arch.widths[-1], loss, "y")
     cands = [fixed_count(net, p, k) for k in jax.random.split(key, n)]
     stabs = evaluate_kept_sets(net, cands, x, y, loss, **kw)
     eps = [s.eps for s in stabs]
@@ -376,7 +383,15 @@ def greedy_search(net: _nets.Net, x, y, p: float = 0.5, rounds: int = 8, pool: i
        (all candidates in ONE batched evaluation) and accepts the best improving swap.
     3. Line search of one common factor on the rescales ``r_i = c/(1−p)``, ``c ∈ rescales``.
     """
+    _checks.probability("p", p)
+    _checks.nonneg_int("rounds", rounds)
+    _checks.positive_int("pool", pool)
+    if len(rescales) == 0:
+        raise ValueError("rescales must hold at least one factor > 0, got ()")
+    for c in rescales:
+        _checks.positive("rescales", c)
     loss = get_loss(loss)
+    check_targets(y, net.arch.widths[-1], loss, "y")
     imp = unit_importance(net, x)
     cur = importance_kept_sets(net, x, p)
     best = evaluate_kept_sets(net, [cur], x, y, loss, **kw)[0]

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from stability.app.report import Report
-from stability.app.reproduce.common import REGISTRY, ReproContext, Reproduction, comparison_table, fmt, register
+from stability.app.reproduce.common import (REGISTRY, ReproContext, Reproduction, apply_overrides, comparison_table, fmt,
+                                           register)
 
-__all__ = ["run", "names", "get", "REGISTRY", "ReproContext", "Reproduction", "comparison_table", "fmt", "register"]
+__all__ = ["run", "names", "get", "scale_for", "REGISTRY", "ReproContext", "Reproduction", "comparison_table", "fmt", "register"]
 
 _MODULES = {
     "kuditipudi-thm1": "kuditipudi_thm1",
@@ -49,6 +50,14 @@ def get(name: str) -> Reproduction:
     return REGISTRY[name]
 
 
+def scale_for(name: str, *, quick: bool = False, overrides: dict[str, str] | None = None) -> Any:
+    """The scale reproduction ``name`` would run at (its ``QUICK`` or ``FULL`` with ``overrides`` applied and
+    checked): every ``--set`` error surfaces here, before any output directory exists."""
+    get(name)
+    module = importlib.import_module(f"{__name__}.{_MODULES[name]}")
+    return apply_overrides(module.QUICK if quick else module.FULL, dict(overrides or {}))[0]
+
+
 def _quote(arg: str) -> str:
     """Shell-quote ``arg`` readably: double quotes when that is safe (``"models=('FC',)"``), else shlex."""
     if shlex.quote(arg) == arg:
@@ -64,6 +73,7 @@ def run(name: str, out: str | Path | None = None, *, quick: bool = False, seed: 
 
     ``overrides`` maps a field of the reproduction's scale dataclass to a Python literal (``--set``)."""
     rep = get(name)
+    scale_for(name, quick=quick, overrides=overrides)  # a bad --set fails before the directory is touched
     out = Path(out) if out is not None else Path("reproduce_out") / name
     report = Report(out, title=f"{rep.name}: {rep.title}")
     flags = (["--quick"] if quick else []) + ([f"--seed {seed}"] if seed else []) + \
@@ -76,9 +86,9 @@ def run(name: str, out: str | Path | None = None, *, quick: bool = False, seed: 
         report.meta["source"] = str(source)
     ctx = ReproContext(report=report, quick=quick, seed=seed, source=source, overrides=dict(overrides or {}))
     ctx.progress(f"{name} ({report.meta['scale']}) on {report.meta['machine']} → {out}")
-    headline = rep.run(ctx)
-    report.meta["headline"] = headline
-    report.meta["wall_seconds_total"] = round(ctx.elapsed(), 1)
-    report.write()
+    with report.running():
+        headline = rep.run(ctx)
+        report.meta["headline"] = headline
+        report.meta["wall_seconds_total"] = round(ctx.elapsed(), 1)
     ctx.progress(f"wrote {out / 'report.md'} and {out / 'summary.json'}")
     return headline

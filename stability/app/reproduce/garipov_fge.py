@@ -22,6 +22,7 @@ from stability.curves import ensembles
 from stability.core import nets
 from stability.core.train import TrainConfig
 from stability.app.reproduce.common import ReproContext, comparison_table, register
+from stability.app.sections.curves import ensemble_size_curves, fge_finding
 from stability.plots import reproductions as reproduction_plots
 
 __all__ = ["Scale", "FULL", "QUICK", "PAPER_VGG16", "run"]
@@ -49,6 +50,25 @@ class Scale:
     alpha2: float
     sse_snapshots: int
     budgets: tuple[int, ...]
+
+    def check(self) -> None:
+        """Raise a one-line ``ValueError`` naming the first setting that cannot work."""
+        def bad(msg: str) -> None:
+            raise ValueError(f"garipov-fge scale: {msg}")
+
+        if self.dataset not in ("mnist", "digits"):
+            bad(f"dataset must be 'mnist' or 'digits', got {self.dataset!r}")
+        if self.n_train is not None and self.n_train < self.batch:
+            bad(f"n_train must be None or ≥ the batch ({self.batch}), got {self.n_train}")
+        if not self.widths or not self.budgets:
+            bad(f"widths and budgets must be non-empty tuples of integers ≥ 1, got {self.widths}, {self.budgets}")
+        if self.batch < 1 or self.sse_snapshots < 1:
+            bad(f"batch and sse_snapshots must be ≥ 1, got {self.batch}, {self.sse_snapshots}")
+        for name in ("epochs", "lr", "cycle_epochs", "alpha1", "alpha2"):
+            if not getattr(self, name) > 0:
+                bad(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.alpha2 > self.alpha1:
+            bad(f"alpha2 must be ≤ alpha1 (the cycle falls from α1 to α2), got {self.alpha2} > {self.alpha1}")
 
 
 FULL = Scale(dataset="mnist", n_train=None, widths=(400, 400), epochs=10, batch=128, lr=0.05, weight_decay=5e-4,
@@ -79,6 +99,9 @@ def run(ctx: ReproContext) -> dict[str, Any]:
     cfg = TrainConfig(steps=steps, batch_size=s.batch, optimizer="momentum", lr=s.lr, schedule="cosine",
                       weight_decay=s.weight_decay, seed=ctx.seed, log_every=max(1, steps // 4))
     sec = ctx.report.section("setup", "Setup")
+    sec.finding(f"Each method gets the same training budget: one unit B is {steps} SGD steps ({s.epochs:g} epochs) of a "
+                f"dense ReLU net on {ds.x_train.shape[0]} {s.dataset} images; budgets {', '.join(f'{k}B' for k in s.budgets)} "
+                f"are compared below.")
     sec.text(f"Data: {ds.summary()}. Net: dense ReLU {ds.input_shape[0]}–{'–'.join(map(str, s.widths))}–"
              f"{ds.num_classes}. One budget B = {steps} SGD steps ({s.epochs:g} epochs, batch {s.batch}, momentum "
              f"0.9, lr {s.lr} cosine, weight decay {s.weight_decay}). FGE: from the Ind run's state after "
@@ -97,6 +120,9 @@ def run(ctx: ReproContext) -> dict[str, Any]:
                for r in runs.members["Ind"]]
     sec = ctx.report.section("table1", "Equal-budget ensembles (Table 1 layout): test error % and NLL")
     by = {(r["budget"], r["method"]): r for r in rows}
+    sizes = ensemble_size_curves(runs.members, ds.x_test, ds.y_test)
+    sec.finding(fge_finding(rows, sizes) + " The paper's ordering at every budget: FGE ≤ SSE (the comparison "
+                "below checks it).")
     table = []
     for name in ("Ind", "SSE", "FGE"):
         table.append([name] + [f"{by[k, name]['error']:.2f} ({by[k, name]['members']})" for k in s.budgets]
@@ -110,6 +136,8 @@ def run(ctx: ReproContext) -> dict[str, Any]:
              f"{runs.handover_lr[0]:.4g} (lr {s.lr}: not annealed).")
     fig = reproduction_plots.fge_budgets(s.budgets, {(k, m): by[k, m] for k in s.budgets for m in ("Ind", "SSE", "FGE")})
     ctx.report.figure(sec, fig, "fge_budgets.png", "Test error and NLL of the equal-budget ensembles")
+    ctx.report.figure(sec, reproduction_plots.ensemble_size_curves(sizes), "fge_ensemble_size.png",
+                      "Test error and NLL against the number of ensemble members, per method")
     comp = []
     for k in s.budgets:
         fge_e, sse_e, ind_e = (by[k, m]["error"] for m in ("FGE", "SSE", "Ind"))
@@ -122,7 +150,7 @@ def run(ctx: ReproContext) -> dict[str, Any]:
                  float(np.mean([m["error"] for m in singles])) else "no", "FGE vs the Ind runs"))
     comparison_table(sec, comp)
     sec.data.update(rows=rows, singles=singles, paper=PAPER_VGG16, fge_start_step=runs.pre_steps,
-                    fge_start_lr=runs.handover_lr)
+                    fge_start_lr=runs.handover_lr, ensemble_size=sizes)
     ctx.report.add(sec)
     return {"rows": [{k: r[k] for k in ("budget", "method", "members", "error", "nll")} for r in rows],
             "single_errors": [m["error"] for m in singles]}

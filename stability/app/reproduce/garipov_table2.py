@@ -88,22 +88,36 @@ class Scale:
     bound_subintervals: int = 64  # budget of each certified max (stability.theory.bounds.max_loss_bound)
 
     def check(self) -> None:
-        """One-line ``ValueError`` for a setting outside what the run can do (before any training)."""
-        unknown = sorted(set(self.models) - {"FC", "conv"})
-        if unknown or not self.models:
-            raise ValueError(f"models must be a non-empty subset of ('FC', 'conv'), got {self.models}")
+        """Raise a one-line ``ValueError`` naming the first setting that cannot work."""
+        def bad(msg: str) -> None:
+            raise ValueError(f"garipov-table2 scale: {msg}")
+
+        for name in ("n_train", "n_test", "eval_train"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                bad(f"{name} must be None or an integer ≥ 1, got {v}")
+        if not self.fc_widths or not self.conv_channels:
+            bad(f"fc_widths and conv_channels must be non-empty, got {self.fc_widths}, {self.conv_channels}")
+        for name in ("net_epochs", "curve_epochs", "lr", "curve_lr"):
+            if not getattr(self, name) > 0:
+                bad(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.batch < 1 or self.plane_samples < 1:
+            bad(f"batch and plane_samples must be ≥ 1, got {self.batch}, {self.plane_samples}")
+        if self.points < 2 or self.plane_resolution < 2:
+            bad(f"points and plane_resolution must be ≥ 2, got {self.points}, {self.plane_resolution}")
+        if not self.models or any(m not in ("FC", "conv") for m in self.models):
+            bad(f"models must be a non-empty tuple of 'FC' / 'conv', got {self.models}")
         if self.penalty not in _PENALTIES:
-            raise ValueError(f"penalty must be one of {_PENALTIES}, got {self.penalty!r}")
+            bad(f"penalty must be one of {_PENALTIES}, got {self.penalty!r}")
         if self.schedule not in ("garipov", "constant", "cosine", "linear", "step"):
-            raise ValueError(f"schedule must be 'garipov', 'constant', 'cosine', 'linear' or 'step', got {self.schedule!r}")
-        if any(e <= 0 for e in self.sweep_epochs) or self.sweep_points < 2 or self.points < 2:
-            raise ValueError(f"sweep_epochs must be positive and points, sweep_points >= 2, got {self.sweep_epochs}, "
-                             f"{self.points}, {self.sweep_points}")
-        if (self.bound_samples is not None and self.bound_samples < 1) or self.bound_subintervals < 1:
-            raise ValueError(f"bound_samples must be None or >= 1 and bound_subintervals >= 1, got "
-                             f"{self.bound_samples}, {self.bound_subintervals}")
+            bad(f"schedule must be 'garipov', 'constant', 'cosine', 'linear' or 'step', got {self.schedule!r}")
+        if any(not e > 0 for e in self.sweep_epochs) or self.sweep_points < 2:
+            bad(f"sweep_epochs must be positive and sweep_points >= 2, got {self.sweep_epochs}, {self.sweep_points}")
         if self.sweep_epochs and "FC" not in self.models:
-            raise ValueError("the budget sweep runs on the FC model: keep 'FC' in models")
+            bad("the budget sweep runs on the FC model: keep 'FC' in models")
+        if (self.bound_samples is not None and self.bound_samples < 1) or self.bound_subintervals < 1:
+            bad(f"bound_samples must be None or >= 1 and bound_subintervals >= 1, got {self.bound_samples}, "
+                f"{self.bound_subintervals}")
 
 
 FULL = Scale(n_train=None, n_test=None, fc_widths=(400, 400, 400), conv_channels=(16, 32), conv_dense=(128,),
@@ -248,6 +262,17 @@ def _sweep(a: nets.Net, b: nets.Net, ds: data.Dataset, s: Scale, ctx: ReproConte
 def _table2_section(ctx: ReproContext, model: str, res: dict[str, Any], s: Scale, ds: data.Dataset) -> None:
     paper = PAPER_MNIST_FC if model == "FC" else None
     sec = ctx.report.section(f"table2_{model.lower()}", f"Table 2 rows, MNIST {model}: {_describe(model, s)}")
+    rr, cert = res["rows"], res["certified"]
+    sec.finding(f"The straight segment between the two MNIST {model} nets peaks at train loss "
+                f"{rr['Segment']['train loss Max']:.3g} and test error {rr['Segment']['test err Max']:.3g}%; the learned "
+                f"Bezier curve peaks at {rr['Bezier']['train loss Max']:.3g} and {rr['Bezier']['test err Max']:.3g}%, "
+                f"the polychain at {rr['Polychain']['train loss Max']:.3g} and {rr['Polychain']['test err Max']:.3g}% "
+                f"(plain cross-entropy, maxima over {s.points} sampled t, lower bounds of the true maxima). Over every "
+                f"t (certified, first {cert['Segment']['samples']} train images) the train loss stays below "
+                f"{cert['Segment']['upper']:.3g} on the segment, {cert['Bezier']['upper']:.3g} on the Bezier curve and "
+                f"{cert['Polychain']['upper']:.3g} on the polychain"
+                + (f". The paper's Bezier row (loss + L2): {paper['Bezier']['train loss Max']:g} and "
+                   f"{paper['Bezier']['test err Max']:g}%; ours {rr['Bezier'][f'{L2_LOSS} Max']:.3g}." if paper else "."))
     sched = ("the paper's schedule (constant for half the run, linear to 1% at 90%, then 1%; per epoch)"
              if s.schedule == "garipov" else f"{s.schedule} schedule")
     sec.text(f"End points: {res['net_steps']} SGD steps each ({s.net_epochs:g} epochs, momentum 0.9, lr {s.lr}, "
@@ -269,8 +294,10 @@ def _table2_section(ctx: ReproContext, model: str, res: dict[str, Any], s: Scale
     sec.table(["curve", "source"] + cols, lines)
     curves_eval = {name: EvalResult(np.asarray(t["train"]["t"]), np.asarray(t["train"]["loss"]),
                                     np.asarray(t["train"]["acc"])) for name, t in res["tables"].items()}
-    ctx.report.figure(sec, plots.plot_along(curves_eval, title=f"MNIST {model}: train loss / accuracy along t"),
-                      f"table2_{model.lower()}_along.png", f"Train loss (plain cross-entropy) and accuracy along the "
+    ctx.report.figure(sec, plots.plot_along(curves_eval, title=f"MNIST {model}: train loss / error along t",
+                                            loss_label="train loss (plain cross-entropy, mean)",
+                                            err_label="train error (%)"),
+                      f"table2_{model.lower()}_along.png", f"Train loss (plain cross-entropy) and error along the "
                                                            f"segment and the learned curves (MNIST {model})")
     r = res["rows"]
     L = L2_LOSS
@@ -378,6 +405,9 @@ def run(ctx: ReproContext) -> dict[str, Any]:
     img = img.subset(n_train=s.n_train, n_test=s.n_test)
     flat = img.flat()
     sec = ctx.report.section("setup", "Setup")
+    sec.finding(f"Table 2's rows are reproduced for {' and '.join(s.models)} nets on {img.x_train.shape[0]} MNIST "
+                f"training and {img.x_test.shape[0]} test images; the sections below give each model's rows beside "
+                f"the paper's.")
     sec.text(f"Data: {img.summary()}. Scale: `{s}`.")
     sec.data.update(scale=dataclasses.asdict(s), dataset=img.summary())
     ctx.report.add(sec)

@@ -104,6 +104,37 @@ class Scale:
     cushion_unroll: int | None = None   # solver iterations per jitted block (None: the library's choice)
     bound_subintervals: int = 64        # budget of the certified maximum over every t (proofs_check.path_bound)
 
+    def check(self) -> None:
+        """Raise a one-line ``ValueError`` naming the first setting that cannot work."""
+        def bad(msg: str) -> None:
+            raise ValueError(f"kuditipudi-fig3 scale: {msg}")
+
+        if not self.channels or len(self.pool) != len(self.channels):
+            bad(f"channels must be non-empty with one pool entry each, got {self.channels} and {self.pool}")
+        if any(p not in (None, "max", "avg") for p in self.pool):
+            bad(f"pool entries must be None, 'max' or 'avg', got {self.pool}")
+        if self.optimizer not in ("sgd", "momentum", "adam"):
+            bad(f"optimizer must be 'sgd', 'momentum' or 'adam', got {self.optimizer!r}")
+        for name in ("n_train", "n_test", "eval_train", "cushion_batch", "cushion_unroll"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                bad(f"{name} must be None or an integer ≥ 1, got {v}")
+        for name in ("epochs", "lr", "halve_every_epochs", "cushion_tol"):
+            if not getattr(self, name) > 0:
+                bad(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("dropout_early", "dropout_late"):
+            if not 0 <= getattr(self, name) < 1:
+                bad(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+        if not 0 < self.p <= 0.75:
+            bad(f"p must lie in (0, 3/4] (Theorem 3), got {self.p}")
+        if self.batch < 1 or self.cushion_samples < 1 or self.cushion_draws < 1 or self.cushion_max_iter < 1 \
+                or self.mask_draws < 1:
+            bad("batch, cushion_samples, cushion_draws, cushion_max_iter and mask_draws must be ≥ 1")
+        if self.points_per_segment < 2:
+            bad(f"points_per_segment must be ≥ 2, got {self.points_per_segment}")
+        if not self.cushion_ts or any(not 0 <= t <= 1 for t in self.cushion_ts):
+            bad(f"cushion_ts must be a non-empty grid in [0, 1], got {self.cushion_ts}")
+
 
 FULL = Scale(channels=VGG11_CHANNELS, pool=VGG11_POOL, dense=(512, 512), n_train=None, n_test=None,
              epochs=60, batch=128, optimizer="momentum", lr=0.05, halve_every_epochs=30, weight_decay=5e-4,
@@ -269,6 +300,10 @@ def _setup_section(ctx: ReproContext, s: Scale, ds: data.Dataset, tag: str, what
     """Section 1: data (stated plainly), architecture, training recipe vs the paper's, accuracies."""
     sec = ctx.report.section("setup", "Setup: data, VGG-11-style net, training, accuracy (Figure 3 / Appendix D.1)")
     rates = dropout_rates(s)
+    sec.finding(f"The two VGG-style nets reach test accuracy {acc['A']['test_acc']:.3f} (θ_A) and "
+                f"{acc['B']['test_acc']:.3f} (θ_B) on {what}, train accuracy {acc['A']['train_acc']:.3f} and "
+                f"{acc['B']['train_acc']:.3f} (dropout off), after {s.epochs:g} epochs (the paper's VGG-11 on "
+                f"CIFAR-10 after 300 epochs: test accuracy {PAPER['test_acc']}).")
     sec.text(f"**Data: {what}.** {ds.summary()}.")
     sec.text(f"**Architecture** (VGG-11 style; the paper's VGG-11 is 64,M,128,M,256,256,M,512,512,M,512,512,M): "
              f"{_describe_arch(net_a)}.")
@@ -315,6 +350,13 @@ def _noise_section(ctx: ReproContext, res: cushions.Cushions, n_conv: int) -> di
         {"net A": res}, figure_prefix="fig3", overview_layer=layer)
     sec = ctx.report.section("noise_stability_vs_paper", "Noise stability: paper vs ours")
     full_depth = n_conv == 8
+    with np.errstate(all="ignore"):
+        mu = float(np.nanmedian(res.layer_cushion[:, layer - 1]))
+        rho = float(np.nanmedian(res.smoothness_median[:, layer - 1])) if 2 <= layer < res.depth else float("nan")
+    sec.finding(f"At layer {layer} our median layer cushion is {mu:.3g} (the paper's layer-6 mode: "
+                f"{PAPER_VGG11['layer_cushion'][5]:g}) and our median interlayer smoothness is {rho:.3g} (the paper: "
+                f"{PAPER_VGG11['smoothness']}); the table compares every quantity layer by layer"
+                + (" — shapes only, since this net is shallower than VGG-11." if not full_depth else "."))
     sec.text(
         "The paper shows only histograms (Figure 3 left: layer 6 of VGG-11 on CIFAR-10; Appendix D.3: layers 1–8). "
         "The *paper* column holds the histogram modes read off Appendix D.3 (docs/THEORY.md §6's readings, approximate); "

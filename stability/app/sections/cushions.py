@@ -11,7 +11,7 @@ import numpy as np
 
 from stability.core.progress import get_logger
 
-__all__ = ["add_cushions_section", "write_cushions_section", "PAPER_VGG11"]
+__all__ = ["add_cushions_section", "write_cushions_section", "cushions_finding", "PAPER_VGG11"]
 
 PAPER_VGG11 = {
     "layer_cushion": [.35, .35, .18, .175, .11, .13, .23, .28],
@@ -61,6 +61,34 @@ def _layer_table(res) -> tuple[list[str], list[list[Any]]]:
     return header, rows
 
 
+def cushions_finding(results: dict[str, Any], lemma3=None) -> str:
+    """Plain sentences: each net's Definition 4 ε with the quantities behind it, whether ρ ≥ 3d holds, and the
+    Lemma 3 verdicts with whether the bound is informative (vacuity ratio below 1) or vacuous."""
+    parts = []
+    for name, res in results.items():
+        s = res.summary()
+        sc = s["side_conditions"]
+        flag = " (from UNCONVERGED spectral norms: may be too small)" if s["epsilon_flag"] else ""
+        parts.append(f"{name}: ε = {_fmt(s['epsilon'])}{flag} (c = {_fmt(s['c'])}, ρ = {_fmt(s['rho'])}; the "
+                     f"side condition ρ ≥ 3d = {sc['three_d']} {'holds' if sc['rho_ge_3d'] else 'FAILS'})")
+    first = next(iter(results.values()))
+    out = (f"Definition 4's noise-stability ε, measured on {first.n} training samples with Algorithm 1 at "
+           f"p = {first.p:g}: " + "; ".join(parts) + ".")
+    if lemma3 is not None:
+        ls = lemma3.summary()
+        verdicts = ", ".join(f"p = {_fmt(p)}: {v}" for p, v in zip(ls["ps"], ls["verdict"]))
+        vac = ls["vacuity_ratio"]
+        if vac is None:
+            info = "its scale cannot be compared with the loss range (the net is no better than the zero-output net)"
+        else:
+            n_inf = sum(1 for v in vac if v is not None and v <= 1)
+            info = (f"the bound is informative (√p·ε below the loss range) at {n_inf} of {len(vac)} p"
+                    if n_inf else "the bound is vacuous at every p: √p·ε exceeds the whole loss range")
+        out += (f" Lemma 3 (the segment θ → θ¹ stays under L(θ) + Õ(√p·ε) for a quarter of the mask draws): "
+                f"{verdicts}; {info}.")
+    return out
+
+
 def write_cushions_section(report, key: str, title: str, results: dict[str, Any], lemma3=None,
                            figure_prefix: str = "cushions", overview_layer: int | None = None,
                            figures_for: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -71,6 +99,7 @@ def write_cushions_section(report, key: str, title: str, results: dict[str, Any]
 
     sec = report.section(key, title)
     first = next(iter(results.values()))
+    sec.finding(cushions_finding(results, lemma3))
     sec.text(
         f"Per-sample noise-stability quantities of Kuditipudi et al. (2019), Definitions 2–4, on "
         f"{first.n} training samples: layer cushion μ_i, interlayer cushion μ_{{i,j}} with the SPECTRAL norm of "

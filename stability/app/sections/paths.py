@@ -109,6 +109,25 @@ def _theorem1_sentence(v1) -> str:
     return f"Theorem 1: {v1.finding()}"
 
 
+def _peak_sentence(name: str, v, line_max: float) -> str:
+    """Where a Theorem 2/3 path peaks, how that compares with the straight line, and why."""
+    worst = v.segment_max_loss.index(max(v.segment_max_loss))
+    seg = v.path.segments[worst]
+    ratio = v.max_loss / line_max if line_max > 0 else float("inf")
+    s = (f"The {name} path peaks at {v.max_loss:.3g} ({ratio:.3g}× the straight line's peak) on segment {worst} "
+         f"({seg.label})")
+    if v.path.claims[worst] == "dropout_interpolation":
+        p = v.noise["p"] if v.noise else None
+        drop = f"dropping a fraction p = {p:.3g} of every hidden layer's units at once" if p is not None else \
+            "an Algorithm 1 dropout draw"
+        s += f", the Algorithm 1 segment from the net to its dropout version ({drop})"
+        s += (": that one dropout step costs these nets more loss than the straight line's peak" if ratio > 1
+              else ": it stays below the straight line's peak")
+    s += "; " + ("the theorem's premises fail here, so its bound does not apply." if v.verdict == "does not apply"
+                 else f"verdict: {v.verdict}.")
+    return s
+
+
 def add_paths_section(report, ctx) -> dict[str, Any]:
     """Add the "paths" section to ``report`` (see the module docstring); returns its numbers."""
     from proofs_check.theorems import check_theorem1, check_theorem2, check_theorem3
@@ -163,11 +182,19 @@ def add_paths_section(report, ctx) -> dict[str, Any]:
     results["theorem3"] = (v3, time.perf_counter() - t0)
 
     line_max, line_bar = v1.line_max_loss, v1.line_barrier
-    sec.text(
-        f"**Finding.** The straight line between θ_A and θ_B rises to a loss of {line_max:.3f} (barrier "
-        f"{line_bar:.3f} above the larger end loss). {_theorem1_sentence(v1)} Theorems 2 and 3 replace ε-dropout "
-        f"stability by noise stability: their verdicts are **{v2.verdict}** and **{v3.verdict}** (details below); "
-        f"their paths' maxima over every t are certified in {certified_cell(v2)} and {certified_cell(v3)}.")
+    if v1.bound is None:
+        bound = "Theorem 1 has no bound here"
+    else:
+        bound = (f"Theorem 1's bound max{{L_A, L_B}} + ε = {v1.bound:.4f} is "
+                 + ("informative: below the straight line's peak." if v1.bound < line_max else
+                    "NOT informative: above the straight line's peak."))
+    sec.finding(
+        f"The straight line between θ_A and θ_B rises to a loss of {line_max:.3f} (barrier {line_bar:.3f} above the "
+        f"larger end loss). {_theorem1_sentence(v1)} {bound} Theorems 2 and 3, which ask for noise stability "
+        f"instead of dropout stability: **{v2.verdict}** and **{v3.verdict}**; their paths' maxima over every t are "
+        f"certified in {certified_cell(v2)} and {certified_cell(v3)}.")
+    sec.text(f"**Theorems 2 and 3.** {_peak_sentence('Theorem 2', v2, line_max)} "
+             f"{_peak_sentence('Theorem 3', v3, line_max)} (Details below.)")
     sec.text("**ε-dropout stability** (Definition 1): kept sets of ⌊h_i/2⌋ units per hidden layer, one kept set "
              "per layer for every θ^i, ε = max_i L(θ^i) − L(θ) on the training data. *Best of 20* is the paper's "
              "search (fixed-count draws, r = 2); *greedy* starts from the most important units (mean activation × "

@@ -22,6 +22,15 @@ def add_straight_line_section(report, ctx) -> dict[str, Any]:
     secs = time.perf_counter() - t0
     ends = max(tr.loss[0], tr.loss[-1])
     sec = report.section("straight_line", "The straight line between the two nets")
+    k = int(np.argmax(tr.loss))
+    barrier = float(tr.loss.max() - ends)
+    sec.finding(
+        f"Walking in a straight line from θ_A to θ_B, the train loss rises from {tr.loss[0]:.3g} and {tr.loss[-1]:.3g} "
+        f"at the ends to {tr.loss[k]:.3g} at t = {tr.ts[k]:.2f} (a barrier of {barrier:.3g}), where only "
+        f"{100 * tr.acc[k]:.1f}% of the training digits are classified correctly: "
+        + ("the two nets are NOT linearly connected — the later sections look for paths that avoid this barrier."
+           if barrier > 0.01 * max(1.0, ends) else "the two nets are linearly connected at this resolution.")
+        + f" The maximum is over {n_points} sampled t (a lower bound of the true maximum).")
     sec.text(
         f"Loss and accuracy at {n_points} equally spaced points of θ(t) = (1−t)·θ_A + t·θ_B, "
         f"evaluated in one batched call per split ({secs:.2f} s for both splits)."
@@ -35,7 +44,7 @@ def add_straight_line_section(report, ctx) -> dict[str, Any]:
     )
     sec.text(f"Barrier (max train loss − max end-point loss): **{tr.loss.max() - ends:.4f}**.")
     fig = plots.plot_along({"train": tr, "test": te}, title="straight line θ_A → θ_B")
-    report.figure(sec, fig, "straight_line.png", "Loss and accuracy along the straight line")
+    report.figure(sec, fig, "straight_line.png", "Loss and error along the straight line (train and test)")
     sec.data.update(points=n_points, train=tr.to_dict(), test=te.to_dict(), barrier=float(tr.loss.max() - ends),
                     max_train_loss=float(tr.loss.max()), eval_seconds=secs)
     report.add(sec)

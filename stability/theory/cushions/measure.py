@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stability.core import checks as _checks
 from stability.core import nets as _nets
 from stability.core.chunks import padded_chunks
 from stability.core.progress import Progress
@@ -93,13 +94,15 @@ def measure(net: _nets.Net, x, key: Array, *, p: float = 0.5, draws: int = 5,
 
     t0 = time.perf_counter()
     x = _check_x(net, x)
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"dropout probability p must be in (0, 1), got {p}")
+    _checks.probability("p", p)
+    _checks.positive_int("draws", draws)
     ts_np = np.asarray(ts, np.float64).reshape(-1)
-    if ts_np.size == 0 or np.any((ts_np < 0) | (ts_np > 1)):
+    if ts_np.size == 0 or not np.all((ts_np >= 0) & (ts_np <= 1)):
         raise ValueError(f"ts must be a non-empty grid in [0, 1], got {ts_np.tolist()}")
-    if tol <= 0 or max_iter < 1:
-        raise ValueError(f"need tol > 0 and max_iter >= 1, got tol={tol}, max_iter={max_iter}")
+    _checks.positive("tol", tol)
+    _checks.positive_int("max_iter", max_iter)
+    if batch_size is not None:
+        _checks.positive_int("batch_size", batch_size)
     _check_method(method)
     k_mask, k_pow = jax.random.split(key)
     if masks is None:
