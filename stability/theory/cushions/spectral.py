@@ -14,7 +14,7 @@ import numpy as np
 
 from stability.core import nets as _nets
 from stability.theory.cushions.operators import _norm
-from stability.theory.cushions.maps import _act, _check_x, _dims, _linearise
+from stability.theory.cushions.maps import _act, _check_x, _dims, _linear
 
 Array = jax.Array
 
@@ -64,28 +64,33 @@ def _plan_for(arch: _nets.Arch, exact_dim: int) -> _Plan:
 # --------------------------------------------------------------------------- sweeps over layer pairs
 
 
-def _pair_forward(jvps, plan: _Plan, V: dict[int, Array]) -> dict[tuple[int, int], Array]:
-    """``J^{i,j} V[i][r]`` for every iterated pair ``(i, j = ends(i)[r])`` in one upward sweep; ``V[i]`` is
-    ``(len(ends(i)), B, *shape of x^i)``. The stack stays sorted by end layer ``j``: after layer ``k`` the
-    entries with ``j = k`` are at its front and leave it."""
+def _sweep_up(ops: "_Ops", V: dict[int, Array], space: str) -> dict[tuple[int, int], Array]:
+    """``J^{i,j}`` applied to ``V[i][r]`` for every iterated pair ``(i, j = ends(i)[r])`` in one upward sweep.
+
+    ``space="h"``: ``V[i]`` lives in the activation space of layer ``i`` and enters as ``D^{1/2} v`` (the operator
+    ``K = J' D^{1/2}``); ``space="x"``: it lives at ``x^i`` and enters through the activation's jvp ``P`` (the
+    Jacobian ``J`` itself). Every layer ``k`` applies ``P_{k−1}`` to the carried vectors and ONE linear map
+    ``A_k`` to the whole stack; the stack stays sorted by end layer, so finished entries leave from its front."""
+    plan = ops.plan
     out: dict[tuple[int, int], Array] = {}
     if not plan.pairs:
         return out
     T, tags = None, []
     for k in range(2, max(j for _, j in plan.pairs) + 1):
+        parts = [] if T is None else [jax.vmap(ops.P[k - 1])(T)]
         new = [(k - 1, j) for j in plan.ends(k - 1)]
         if new:
-            cat = V[k - 1] if T is None else jnp.concatenate([T, V[k - 1]], axis=0)
+            v = V[k - 1]
+            parts.append(v * ops.dsq[k - 1][None] if space == "h" else jax.vmap(ops.P[k - 1])(v))
             tags = tags + new
-        elif T is None:
+        if not parts:
             continue
-        else:
-            cat = T
+        cat = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0)
         perm = sorted(range(len(tags)), key=lambda r: (tags[r][1], tags[r][0]))
         if perm != list(range(len(tags))):
             cat = cat[np.asarray(perm)]
             tags = [tags[r] for r in perm]
-        T = jax.vmap(jvps[k])(cat)
+        T = jax.vmap(ops.lin[k])(cat)                                            # at x^k
         n_end = sum(1 for t in tags if t[1] == k)
         for r in range(n_end):
             out[tags[r]] = T[r]
@@ -93,9 +98,11 @@ def _pair_forward(jvps, plan: _Plan, V: dict[int, Array]) -> dict[tuple[int, int
     return out
 
 
-def _pair_backward(vjps, plan: _Plan, U: dict[tuple[int, int], Array]) -> dict[tuple[int, int], Array]:
-    """``(J^{i,j})ᵀ U[i, j]`` for every iterated pair in one downward sweep (``U[i, j]`` lives at layer ``j``);
-    the stack stays sorted by start layer, descending, so finished entries leave from its front."""
+def _sweep_down(ops: "_Ops", U: dict[tuple[int, int], Array], space: str) -> dict[tuple[int, int], Array]:
+    """``(J^{i,j})ᵀ U[i, j]`` (``space="x"``, at ``x^i``) or ``Kᵀ U[i, j] = D^{1/2} J'ᵀ U[i, j]`` (``space="h"``)
+    for every iterated pair in one downward sweep: per layer one transposed linear map ``A_kᵀ`` for the whole stack,
+    then ``Pᵀ`` for the entries that continue; sorted by start layer, descending."""
+    plan = ops.plan
     out: dict[tuple[int, int], Array] = {}
     if not plan.pairs:
         return out
@@ -114,11 +121,11 @@ def _pair_backward(vjps, plan: _Plan, U: dict[tuple[int, int], Array]) -> dict[t
         if perm != list(range(len(tags))):
             cat = cat[np.asarray(perm)]
             tags = [tags[r] for r in perm]
-        T = jax.vmap(vjps[k])(cat)                       # now at layer k − 1
+        H = jax.vmap(ops.lin_t[k])(cat)                                          # at h^{k−1}
         n_done = sum(1 for t in tags if t[0] == k - 1)
         for r in range(n_done):
-            out[tags[r]] = T[r]
-        T, tags = (T[n_done:], tags[n_done:]) if n_done < len(tags) else (None, [])
+            out[tags[r]] = H[r] * ops.dsq[k - 1] if space == "h" else ops.Pt[k - 1](H[r])
+        T, tags = (jax.vmap(ops.Pt[k - 1])(H[n_done:]), tags[n_done:]) if n_done < len(tags) else (None, [])
     return out
 
 
@@ -151,23 +158,9 @@ def _unit(v: Array, fallback: Array | None = None) -> tuple[Array, Array]:
 # J^{i,j} = J'^{i,j} P_i with P_i = ∂h^i/∂x^i, h^i = pool(φ(x^i)) the input of layer i+1, and J'^{i,j} the
 # Jacobian from h^i on. ReLU is diagonal and 2×2 stride-2 pooling has disjoint windows, so the rows of P_i have
 # disjoint supports: P_i P_iᵀ = D_i is diagonal and P_i = D_i^{1/2} Q_i with Q_i's nonzero rows orthonormal. Hence
-# ‖J^{i,j}‖ = ‖J'^{i,j} D_i^{1/2}‖: the solver iterates on vectors of the size of h^i (a quarter of x^i after a
-# pool), with K = J' D^{1/2} applied as J(Pᵀ D^{−1/2} v) and Kᵀy = D^{−1/2} P (Jᵀy). The final σ is certified in
-# the original space (:func:`_final_sigma` maps v back with Pᵀ D^{−1/2}), so it stays ‖Jᵀu‖ for a unit u.
-
-
-def _act_maps(net: _nets.Net, pre: Sequence[Array], starts: Sequence[int]):
-    """Per start layer ``i``: ``(inject, extract)`` — ``v ↦ Pᵀ D^{−1/2} v`` (h-space → x-space) and
-    ``g ↦ D^{−1/2} P g`` (x-space → h-space), batched over samples; ``D^{−1/2}`` is 0 where ``D = 0``."""
-    out = {}
-    for i in starts:
-        f = functools.partial(_act, net.arch, i)
-        h, jvp = jax.linearize(f, pre[i - 1])
-        _, vjp = jax.vjp(f, pre[i - 1])
-        dd = jvp(vjp(jnp.ones_like(h))[0])                                      # D = P (Pᵀ 1) (disjoint rows)
-        dinv = jnp.where(dd > 0, 1 / jnp.sqrt(jnp.where(dd > 0, dd, 1)), 0.0)
-        out[i] = (lambda v, vjp=vjp, dinv=dinv: vjp(dinv * v)[0], lambda g, jvp=jvp, dinv=dinv: dinv * jvp(g))
-    return out
+# ‖J^{i,j}‖ = ‖J'^{i,j} D_i^{1/2}‖ =: ‖K‖: the solver iterates on vectors of the size of h^i (a quarter of x^i after
+# a pool) and never touches x^i (K v = J'(D^{1/2} v), Kᵀy = D^{1/2} J'ᵀ y). The final σ is certified with J itself
+# (:func:`_final_sigma` maps v back with Pᵀ D^{−1/2}), so it stays ‖Jᵀu‖ for a unit u.
 
 
 def _h_shapes(net: _nets.Net, pre: Sequence[Array]) -> dict[int, tuple[int, ...]]:
@@ -229,13 +222,13 @@ def _unpack(X: Sequence[Array], plan: _Plan, shapes) -> dict[int, Array]:
     return out
 
 
-def _init_vectors(plan: _Plan, shapes, support: dict[int, Array], seed: Array, dtype) -> tuple[Array, ...]:
-    """Packed unit start vectors (pseudo-random, see :func:`_start_vectors`), zero where ``D = 0`` (``support``)."""
+def _init_vectors(plan: _Plan, shapes, dsq: dict[int, Array], seed: Array, dtype) -> tuple[Array, ...]:
+    """Packed unit start vectors (pseudo-random, see :func:`_start_vectors`), zero where ``D = 0``."""
     parts = {}
     for i in plan.starts:
         r = len(plan.ends(i))
         v = _start_vectors((r,) + tuple(shapes[i]), seed + jnp.uint32(7919 * i), dtype)
-        parts[i] = v * support[i][None].astype(dtype)
+        parts[i] = v * (dsq[i][None] > 0).astype(dtype)
     out = []
     for X in _pack(parts, plan, shapes):
         n = jnp.linalg.norm(X, axis=-1, keepdims=True)
@@ -243,47 +236,89 @@ def _init_vectors(plan: _Plan, shapes, support: dict[int, Array], seed: Array, d
     return tuple(out)
 
 
+_DENSE_RATIO = 8
+"""On CPU a conv layer whose operator, as a dense matrix, costs at most this many times its convolution's
+multiply-adds (small feature maps: ``H·W ≤ 8·k²``) and holds at most ``_DENSE_MAX`` entries is applied as that
+matrix: XLA:CPU runs small convolutions an order of magnitude below its matmul rate."""
+_DENSE_MAX = 2**24
+
+
+def _linear_map(net: _nets.Net, k: int, h_shape: tuple[int, ...]):
+    """``(A_k, A_kᵀ)``: layer ``k``'s bias-free linear map on one batch of its inputs ``h^{k−1}`` (shape
+    ``h_shape``) and its transpose — as an explicit ``(out, in)`` matrix for small conv layers on CPU."""
+    arch = net.arch
+    f = functools.partial(_linear, net, k)
+    ex = jnp.zeros(h_shape, jax.tree_util.tree_leaves(net)[0].dtype)
+    if arch.kinds[k - 1] == "conv" and jax.default_backend() == "cpu":
+        n_in = math.prod(h_shape[1:])
+        n_out = math.prod(jax.eval_shape(f, ex).shape[1:])
+        macs = h_shape[1] * h_shape[2] * math.prod(net.A(k).shape)
+        if n_in * n_out <= min(_DENSE_RATIO * macs, _DENSE_MAX):
+            basis = jnp.eye(n_in, dtype=ex.dtype).reshape((n_in,) + h_shape[1:])
+            M = f(basis).reshape(n_in, n_out)                                     # row r: A_k e_r
+            out_shape = jax.eval_shape(f, ex).shape[1:]
+            fwd = lambda v: (v.reshape(v.shape[0], -1) @ M).reshape((v.shape[0],) + out_shape)
+            bwd = lambda y: (y.reshape(y.shape[0], -1) @ M.T).reshape((y.shape[0],) + h_shape[1:])
+            return fwd, bwd
+    t = jax.linear_transpose(f, ex)
+    return f, lambda y: t(y)[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Ops:
-    """Everything one solver step needs at a batch: the plan, the per-layer jvps/vjps, the activation maps and
-    the shapes of the start vectors."""
+    """Everything one solver step needs at a batch: the plan; per layer ``k`` the linear map ``A_k`` (from
+    ``h^{k−1}``) and its transpose; per hidden layer ``i`` the activation's jvp ``P_i`` (``x^i → h^i``), its vjp
+    ``P_iᵀ``, ``D_i^{1/2}`` and ``D_i^{−1/2}`` (0 where ``D = 0``) with ``D_i = diag(P_i P_iᵀ)``; and the shapes of
+    the start vectors (``h^i``)."""
 
     plan: _Plan
-    jvps: Any
-    vjps: Any
-    act: Any
+    lin: Any
+    lin_t: Any
+    P: Any
+    Pt: Any
+    dsq: Any
+    dinv: Any
     shapes: Any
-    support: Any
 
 
 def _ops(net: _nets.Net, pre: Sequence[Array]) -> _Ops:
-    plan = _plan(net)
-    jvps, vjps = _linearise(net, pre)
-    act = _act_maps(net, pre, plan.starts)
-    shapes = _h_shapes(net, pre)
-    support = {i: act[i][1](jnp.ones_like(pre[i - 1])) > 0 for i in plan.starts}   # D > 0
-    return _Ops(plan, jvps, vjps, act, shapes, support)
+    """:class:`_Ops` at the batch whose pre-activations are ``pre``. ``D = P (Pᵀ 1)``: ReLU is diagonal and 2×2
+    stride-2 pooling has disjoint windows, so the rows of ``P`` have disjoint supports and ``Pᵀ1`` holds each
+    row's entries."""
+    d = len(pre)
+    P, Pt, dsq, dinv, shapes = {}, {}, {}, {}, {}
+    for i in range(1, d):
+        f = functools.partial(_act, net.arch, i)
+        h, jvp = jax.linearize(f, pre[i - 1])
+        _, vjp = jax.vjp(f, pre[i - 1])
+        P[i], Pt[i] = jvp, (lambda g, vjp=vjp: vjp(g)[0])
+        dd = jvp(Pt[i](jnp.ones_like(h)))
+        ok = dd > 0
+        dsq[i] = jnp.sqrt(jnp.where(ok, dd, 0.0))
+        dinv[i] = jnp.where(ok, 1 / jnp.sqrt(jnp.where(ok, dd, 1.0)), 0.0)
+        shapes[i] = tuple(h.shape)
+    lin, lin_t = {}, {}
+    for k in range(2, d + 1):
+        lin[k], lin_t[k] = _linear_map(net, k, shapes[k - 1])
+    return _Ops(_plan(net), lin, lin_t, P, Pt, dsq, dinv, shapes)
 
 
 def _gram_apply(ops: _Ops, X: Sequence[Array]) -> tuple[Array, ...]:
-    """``KᵀK v`` (``K = J^{i,j} Pᵀ D^{−1/2}``) for every iterated pair's packed vector: inject into x-space, one
-    upward jvp sweep, one downward vjp sweep, extract into h-space."""
-    V = _unpack(X, ops.plan, ops.shapes)
-    Vx = {i: jax.vmap(ops.act[i][0])(v) for i, v in V.items()}
-    Y = _pair_forward(ops.jvps, ops.plan, Vx)
-    G = _pair_backward(ops.vjps, ops.plan, Y)
-    Gh = {i: jax.vmap(ops.act[i][1])(jnp.stack([G[i, j] for j in ops.plan.ends(i)])) for i in ops.plan.starts}
-    return _pack(Gh, ops.plan, ops.shapes)
+    """``KᵀK v`` with ``K = J' D^{1/2}`` (``‖K‖ = ‖J^{i,j}‖``) for every iterated pair's packed vector: one upward
+    and one downward sweep, all in the activation spaces."""
+    G = _sweep_down(ops, _sweep_up(ops, _unpack(X, ops.plan, ops.shapes), "h"), "h")
+    return _pack({i: jnp.stack([G[i, j] for j in ops.plan.ends(i)]) for i in ops.plan.starts}, ops.plan, ops.shapes)
 
 
 def _final_sigma(ops: _Ops, X: Sequence[Array]) -> dict[tuple[int, int], Array]:
-    """``σ ≈ ‖Jᵀu‖`` with ``u = Jv/‖Jv‖`` for ``v = Pᵀ D^{−1/2} x`` (the solver's vector mapped back to the
-    original space) from a fresh sweep: a lower bound of ``‖J‖₂`` (no drift of the recurrences can make it an
-    over-estimate) that is at least the Rayleigh value ``‖Jv‖``. Per iterated pair ``(i, j)``: ``(B,)``."""
+    """``σ = ‖Jᵀu‖`` with ``u = Jv/‖Jv‖`` for ``v = Pᵀ D^{−1/2} x`` (the solver's vector mapped back to ``x^i``),
+    from a fresh sweep through the Jacobian ``J^{i,j}`` itself (activation jvps/vjps included): a lower bound of
+    ``‖J‖₂`` for any ``x`` (no drift of the recurrences, nor the activation-space algebra, can make it an
+    over-estimate), at least the Rayleigh value ``‖Jv‖``. Per iterated pair ``(i, j)``: ``(B,)``."""
     V = _unpack(X, ops.plan, ops.shapes)
-    Y = _pair_forward(ops.jvps, ops.plan, {i: jax.vmap(ops.act[i][0])(v) for i, v in V.items()})
-    U = {t: _unit(y[None])[0][0] for t, y in Y.items()}
-    G = _pair_backward(ops.vjps, ops.plan, U)
+    Vx = {i: jax.vmap(ops.Pt[i])(v * ops.dinv[i][None]) for i, v in V.items()}
+    U = {t: _unit(y[None])[0][0] for t, y in _sweep_up(ops, Vx, "x").items()}
+    G = _sweep_down(ops, U, "x")
     return {t: _norm(G[t]) for t in ops.plan.pairs}
 
 
@@ -319,10 +354,9 @@ def _exact_sigma(ops: _Ops, pre: Sequence[Array], tol: Array) -> dict[tuple[int,
     for j in ops.plan.exact:
         shape = pre[j - 1].shape
         r = math.prod(shape[1:])
-        E = jnp.broadcast_to(jnp.eye(r, dtype=pre[j - 1].dtype)[:, None, :], (r, shape[0], r)).reshape((r,) + shape)
-        T = E
+        T = jnp.broadcast_to(jnp.eye(r, dtype=pre[j - 1].dtype)[:, None, :], (r, shape[0], r)).reshape((r,) + shape)
         for k in range(j, 1, -1):
-            T = jax.vmap(ops.vjps[k])(T)                                        # rows of J^{k−1,j}, at layer k−1
+            T = jax.vmap(ops.Pt[k - 1])(jax.vmap(ops.lin_t[k])(T))              # rows of J^{k−1,j}, at x^{k−1}
             R = T.reshape(r, shape[0], -1)
             G = jnp.einsum("rbn,sbn->brs", R, R, precision=jax.lax.Precision.HIGHEST)
             u = _top_eigvec(G, 40)
@@ -343,7 +377,7 @@ def _exact_sigma(ops: _Ops, pre: Sequence[Array], tol: Array) -> dict[tuple[int,
 
 
 def _power_init(ops: _Ops, seed: Array, dtype) -> dict[str, tuple[Array, ...]]:
-    X = _init_vectors(ops.plan, ops.shapes, ops.support, seed, dtype)
+    X = _init_vectors(ops.plan, ops.shapes, ops.dsq, seed, dtype)
     return {"X": X, "N": tuple(jnp.zeros(v.shape[:2], jnp.int32) for v in X),
             "D": tuple(jnp.zeros(v.shape[:2], bool) for v in X)}
 
@@ -365,7 +399,7 @@ def _power_step(ops: _Ops, st: dict, it: Array, tol: Array, max_iter: Array) -> 
 
 
 def _lobpcg_init(ops: _Ops, seed: Array, dtype) -> dict[str, tuple[Array, ...]]:
-    X = _init_vectors(ops.plan, ops.shapes, ops.support, seed, dtype)
+    X = _init_vectors(ops.plan, ops.shapes, ops.dsq, seed, dtype)
     AX = _gram_apply(ops, X)
     return {"X": X, "AX": AX, "P": tuple(jnp.zeros_like(v) for v in X), "AP": tuple(jnp.zeros_like(v) for v in X),
             "L": tuple(jnp.sum(a * b, -1) for a, b in zip(X, AX)),
