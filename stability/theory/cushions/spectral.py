@@ -236,31 +236,11 @@ def _init_vectors(plan: _Plan, shapes, dsq: dict[int, Array], seed: Array, dtype
     return tuple(out)
 
 
-_DENSE_RATIO = 8
-"""On CPU a conv layer whose operator, as a dense matrix, costs at most this many times its convolution's
-multiply-adds (small feature maps: ``H·W ≤ 8·k²``) and holds at most ``_DENSE_MAX`` entries is applied as that
-matrix: XLA:CPU runs small convolutions an order of magnitude below its matmul rate."""
-_DENSE_MAX = 2**24
-
-
 def _linear_map(net: _nets.Net, k: int, h_shape: tuple[int, ...]):
     """``(A_k, A_kᵀ)``: layer ``k``'s bias-free linear map on one batch of its inputs ``h^{k−1}`` (shape
-    ``h_shape``) and its transpose — as an explicit ``(out, in)`` matrix for small conv layers on CPU."""
-    arch = net.arch
+    ``h_shape``; small conv layers on CPU as an explicit matrix, see :func:`maps._dense_matrix`) and its transpose."""
     f = functools.partial(_linear, net, k)
-    ex = jnp.zeros(h_shape, jax.tree_util.tree_leaves(net)[0].dtype)
-    if arch.kinds[k - 1] == "conv" and jax.default_backend() == "cpu":
-        n_in = math.prod(h_shape[1:])
-        n_out = math.prod(jax.eval_shape(f, ex).shape[1:])
-        macs = h_shape[1] * h_shape[2] * math.prod(net.A(k).shape)
-        if n_in * n_out <= min(_DENSE_RATIO * macs, _DENSE_MAX):
-            basis = jnp.eye(n_in, dtype=ex.dtype).reshape((n_in,) + h_shape[1:])
-            M = f(basis).reshape(n_in, n_out)                                     # row r: A_k e_r
-            out_shape = jax.eval_shape(f, ex).shape[1:]
-            fwd = lambda v: (v.reshape(v.shape[0], -1) @ M).reshape((v.shape[0],) + out_shape)
-            bwd = lambda y: (y.reshape(y.shape[0], -1) @ M.T).reshape((y.shape[0],) + h_shape[1:])
-            return fwd, bwd
-    t = jax.linear_transpose(f, ex)
+    t = jax.linear_transpose(f, jnp.zeros(h_shape, jax.tree_util.tree_leaves(net)[0].dtype))
     return f, lambda y: t(y)[0]
 
 
@@ -347,23 +327,27 @@ def _top_eigvec_psd(H: Array, squarings: int = 12) -> Array:
 
 def _exact_sigma(ops: _Ops, pre: Sequence[Array], tol: Array) -> dict[tuple[int, int], tuple[Array, Array]]:
     """``(σ, converged)`` per sample for every pair ``(i, j)`` with ``j`` in ``plan.exact``: the ``r = dim x^j``
-    unit cotangents swept down once give every ``J^{i,j}ᵀ`` (``r`` vectors of the shape of ``x^i``); ``u`` is the
-    top eigenvector of ``G = J Jᵀ`` (``r × r``, 40 normalised squarings), ``σ = ‖Jᵀu‖`` (a lower bound of
-    ``‖J‖₂`` for any unit ``u``), converged when ``‖Gu − λu‖ ≤ tol·λ`` (``λ = uᵀGu``)."""
+    unit cotangents swept down once give every ``J'^{i,j}ᵀ`` (``r`` vectors at ``h^i``); ``u`` is the top
+    eigenvector of the small Gram matrix ``G = J Jᵀ = J' D J'ᵀ`` (``r × r``, 40 normalised squarings), and
+    ``σ = ‖Jᵀu‖ = ‖Pᵀ(J'ᵀu)‖`` through the activation's vjp (a lower bound of ``‖J‖₂`` for any unit ``u``);
+    converged when ``‖Gu − λu‖ ≤ tol·λ`` (``λ = uᵀGu``)."""
     out = {}
     for j in ops.plan.exact:
         shape = pre[j - 1].shape
-        r = math.prod(shape[1:])
-        T = jnp.broadcast_to(jnp.eye(r, dtype=pre[j - 1].dtype)[:, None, :], (r, shape[0], r)).reshape((r,) + shape)
+        r, B = math.prod(shape[1:]), shape[0]
+        T = jnp.broadcast_to(jnp.eye(r, dtype=pre[j - 1].dtype)[:, None, :], (r, B, r)).reshape((r,) + shape)
         for k in range(j, 1, -1):
-            T = jax.vmap(ops.Pt[k - 1])(jax.vmap(ops.lin_t[k])(T))              # rows of J^{k−1,j}, at x^{k−1}
-            R = T.reshape(r, shape[0], -1)
-            G = jnp.einsum("rbn,sbn->brs", R, R, precision=jax.lax.Precision.HIGHEST)
+            H = jax.vmap(ops.lin_t[k])(T)                                        # rows of J'^{k−1,j}, at h^{k−1}
+            R = H.reshape(r, B, -1)
+            dd = (ops.dsq[k - 1] ** 2).reshape(B, -1)
+            G = jnp.einsum("rbn,sbn->brs", R * dd[None], R, precision=jax.lax.Precision.HIGHEST)
             u = _top_eigvec(G, 40)
             lam = jnp.einsum("br,brs,bs->b", u, G, u)
             res = jnp.linalg.norm(jnp.einsum("brs,bs->br", G, u) - lam[:, None] * u, axis=-1)
-            sig = _norm(jnp.einsum("br,rbn->bn", u, R))
-            out[k - 1, j] = (sig, (res <= tol * lam) | (lam <= 0))
+            z = jnp.einsum("br,rbn->bn", u, R).reshape(H.shape[1:])
+            out[k - 1, j] = (_norm(ops.Pt[k - 1](z)), (res <= tol * lam) | (lam <= 0))
+            if k > 2:
+                T = jax.vmap(ops.Pt[k - 1])(H)                                   # rows of J^{k−1,j}, at x^{k−1}
     return out
 
 
