@@ -7,14 +7,29 @@ nets, a constructed path, a learned curve — is a *point function*
 ``lax.scan`` (fixed-size batches, padding masked out), so one compiled program serves
 every chunk. Per-batch partial sums are reduced by addition, so the batch axis can be
 sharded over devices with ``jax.sharding`` without changing this code.
+
+**The algebra of a path.** Most point functions are linear combinations of a few control points:
+``θ(t) = Σ_k c_k(t)·θ_k`` (2 for a segment, ``bends + 2`` for a Bezier curve, 3 for a plane; a
+:class:`stability.core.polycurve.Combination` states it). A point function declares this with
+:func:`describes`; for nets applied with :func:`stability.core.nets.apply` the evaluator then computes the
+pre-activations of the first layer that differs between the control points ONCE per control point,
+``A_k h + b_k``, and combines them per ``t`` (``Σ_k c_k(t)·(A_k h + b_k)``, dense and conv layers), and the
+layers below it — identical at every control point — once per batch (:func:`evaluate_combination`). Only the
+layers above it are evaluated per point. The summation order changes, so results agree with the per-point
+evaluation to rounding (float32: relative loss difference ≤ ``ALGEBRA_RTOL[float32]``, asserted by the tests).
+
+**Precision.** ``precision="fp32"`` (default) runs every matmul and convolution in full FP32;
+``"tf32"`` / ``"bf16"`` use TF32 / bfloat16 inputs with FP32 accumulation on a GPU (XLA:CPU has only FP32,
+so they are refused there); their measured loss error is in ``benchmarks/results/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,13 +40,27 @@ from stability.core.chunks import padded_chunks
 from stability.core.progress import Progress
 from stability.core.hostloop import use_host_loop
 from stability.core.losses import Loss, accuracy, check_targets, cross_entropy, get_loss
+from stability.core.polycurve import Combination
 
 Array = jax.Array
 PointFn = Callable[[Any, Array], Any]
 ApplyFn = Callable[[Any, Array], Array]
 
-__all__ = ["EvalResult", "evaluate", "evaluate_nets", "evaluate_line", "line_point", "stack_point",
-           "choose_sizes", "padded_batches", "DEFAULT_MEMORY_BUDGET"]
+Precision = Literal["fp32", "tf32", "bf16"]
+Algebra = Literal["auto", "off", "require"]
+
+__all__ = ["EvalResult", "evaluate", "evaluate_nets", "evaluate_line", "evaluate_combination", "line_point",
+           "stack_point", "describes", "describe", "choose_sizes", "padded_batches", "DEFAULT_MEMORY_BUDGET",
+           "Precision", "Algebra", "PRECISIONS", "ALGEBRA_RTOL", "first_varying_layer"]
+
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16")
+"""Matmul/convolution precisions: full FP32 (default), TF32 or bfloat16 inputs with FP32 accumulation (GPU)."""
+
+_MATMUL_PRECISION = {"fp32": "highest", "tf32": "TF32_TF32_F32", "bf16": "BF16_BF16_F32"}
+
+ALGEBRA_RTOL = {"float32": 1e-5, "float64": 1e-12}
+"""Largest relative difference of a mean loss between the algebraic and the per-point evaluation that the tests
+accept (``|Δ| ≤ rtol·max(1, |loss|)``): only the summation order of the first varied layer differs."""
 
 DEFAULT_MEMORY_BUDGET = 512 * 2**20
 """Bytes of activations + materialised points one chunk may use (override per call)."""
@@ -49,6 +78,34 @@ class EvalResult:
         return {"t": self.ts.tolist(), "loss": self.loss.tolist(), "acc": self.acc.tolist()}
 
 
+Describe = Callable[[Any, np.ndarray], "Combination | None"]
+
+
+def describes(describe: Describe) -> Callable[[Callable], Callable]:
+    """Decorator: declare a point function a linear combination of control points.
+
+    ``describe(theta, ts)`` returns the :class:`~stability.core.polycurve.Combination` of the points
+    ``point_fn(theta, t)`` for the host array ``ts`` (or ``None`` where it does not apply, e.g. ``t`` outside the
+    curve's domain). It is stored on the function as ``point_fn.combination``: a declaration, read by
+    :func:`describe`, never inferred from the function's code."""
+    def mark(fn: Callable) -> Callable:
+        fn.combination = describe
+        return fn
+    return mark
+
+
+def describe(point_fn: PointFn, theta: Any, ts: np.ndarray) -> Combination | None:
+    """The declared :class:`~stability.core.polycurve.Combination` of ``point_fn`` at ``ts`` (``None``: none)."""
+    d = getattr(point_fn, "combination", None)
+    return None if d is None else d(theta, np.asarray(ts, np.float64).reshape(-1))
+
+
+def _line_combination(theta: tuple[Any, Any], ts: np.ndarray) -> Combination:
+    pts = jax.tree_util.tree_map(lambda a, b: jnp.stack([jnp.asarray(a), jnp.asarray(b)]), theta[0], theta[1])
+    return Combination(pts, np.stack([1.0 - ts, ts], axis=1))
+
+
+@describes(_line_combination)
 def line_point(theta: tuple[Any, Any], t: Array) -> Any:
     """Point function of the straight segment ``(1−t)·θ_0 + t·θ_1``."""
     return _nets.lerp(theta[0], theta[1], t)
@@ -155,6 +212,272 @@ def padded_batches(x: Array, y: Array, batch_size: int) -> tuple[Array, Array, A
             mask.reshape(nb, batch_size))
 
 
+# --------------------------------------------------------------------------- the algebraic evaluator
+
+
+@dataclasses.dataclass(frozen=True)
+class _AlgSpec:
+    """Static part of one algebraic program: the architecture, the first varied layer ``l0`` (0-based, every layer
+    below it is identical at all control points of a chunk) and the loss."""
+
+    arch: _nets.Arch
+    l0: int
+    loss: Loss
+    classify: bool
+
+
+def _layer_input(arch: _nets.Arch, l: int, pre: Array) -> Array:
+    """The input of 0-based layer ``l ≥ 1`` from the pre-activation of layer ``l − 1``: ``P(φ(·))``."""
+    h = jax.nn.relu(pre)
+    if l - 1 < arch.n_conv and arch.pool[l - 1] is not None:
+        h = _nets.pool2(h, arch.pool[l - 1])
+    return h
+
+
+def _combine(c: Array, stack: Array) -> Array:
+    """``Σ_k c[…, k]·stack[k]`` in full precision (combining control points is not one of the net's matmuls)."""
+    return jnp.tensordot(c.astype(stack.dtype), stack, axes=(c.ndim - 1, 0), precision=jax.lax.Precision.HIGHEST)
+
+
+def _alg_parts(spec: _AlgSpec, points: _nets.Net, sel: Array, C: Array):
+    """Per-chunk constants: the shared layers below ``l0`` (those of control point ``sel[0]``), layer ``l0`` at the
+    chunk's control points ``sel`` (``(Kc, …)``) and the combined layers above it at every point (``(T, …)``)."""
+    def at(i: int, idx):
+        b = points.bias(i)
+        return points.A(i)[idx], None if b is None else b[idx]
+
+    shared = tuple(at(i, sel[0]) for i in range(1, spec.l0 + 1))
+    ctrl = at(spec.l0 + 1, sel)
+    upper = tuple(tuple(None if a is None else _combine(C, a) for a in at(i, sel))
+                  for i in range(spec.l0 + 2, spec.arch.depth + 1))
+    return shared, ctrl, upper
+
+
+def _alg_ctrl(spec: _AlgSpec, shared, ctrl, xs: Array) -> Array:
+    """Pre-activations of layer ``l0`` at every control point of the chunk, ``(Kc, B, …)``: the shared layers
+    below it once, then one product per control point (conv kernels stacked along the output channels)."""
+    arch = spec.arch
+    h = xs
+    for l, (w, b) in enumerate(shared):
+        if l > 0:
+            h = _layer_input(arch, l, h)
+        h = _nets.layer_apply(arch, l, w, b, h)
+    if spec.l0 > 0:
+        h = _layer_input(arch, spec.l0, h)
+    w, b = ctrl
+    if b is None:
+        return jax.vmap(lambda wk: _nets.layer_apply(arch, spec.l0, wk, None, h))(w)
+    return jax.vmap(lambda wk, bk: _nets.layer_apply(arch, spec.l0, wk, bk, h))(w, b)
+
+
+def _alg_rest(spec: _AlgSpec, z: Array, upper) -> Array:
+    """The layers above ``l0`` at one point, from its layer-``l0`` pre-activation ``z``: the outputs."""
+    arch, pre = spec.arch, z
+    for l, (w, b) in zip(range(spec.l0 + 1, arch.depth), upper):
+        pre = _nets.layer_apply(arch, l, w, b, _layer_input(arch, l, pre))
+    return pre
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _alg_chunk(spec: _AlgSpec, points: _nets.Net, sel: Array, C: Array, xb: Array, yb: Array,
+               mb: Array) -> tuple[Array, Array]:
+    """Loss and correct sums of the ``T`` points ``Σ_k C[t, k]·points[sel[k]]`` over all batches (one program)."""
+    shared, ctrl, upper = _alg_parts(spec, points, sel, C)
+
+    def body(carry, batch):
+        xs, ys, ms = batch
+        z = _combine(C, _alg_ctrl(spec, shared, ctrl, xs))                      # (T, B, …)
+        out = jax.vmap(lambda zt, up: _alg_rest(spec, zt, up))(z, upper)
+        ls, acs = jax.vmap(lambda o: _output_sums(spec.loss, spec.classify, o, ys, ms))(out)
+        return (carry[0] + ls, carry[1] + acs), None
+
+    zeros = jnp.zeros(C.shape[:1], mb.dtype)
+    (ls, acs), _ = jax.lax.scan(body, (zeros, zeros), (xb, yb, mb))
+    return ls, acs
+
+
+_alg_parts_jit = jax.jit(_alg_parts, static_argnums=0)
+_alg_ctrl_jit = jax.jit(_alg_ctrl, static_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _alg_point_sums(spec: _AlgSpec, C: Array, Z: Array, upper, k: Array, ys: Array, ms: Array) -> tuple[Array, Array]:
+    """Loss and correct sums of point ``k`` of the chunk over one batch, from the control points' ``Z``."""
+    up = jax.tree_util.tree_map(lambda a: a[k], upper)
+    return _output_sums(spec.loss, spec.classify, _alg_rest(spec, _combine(C[k], Z), up), ys, ms)
+
+
+def _alg_chunk_host(spec: _AlgSpec, points: _nets.Net, sel: Array, C: Array, xb: Array, yb: Array,
+                    mb: Array) -> tuple[Array, Array]:
+    """:func:`_alg_chunk` with the batch and point loops in Python (conv nets on CPU, see
+    :mod:`stability.core.hostloop`): per batch the control points' layer ``l0`` once, then one call per point."""
+    shared, ctrl, upper = _alg_parts_jit(spec, points, sel, C)
+    T = C.shape[0]
+    ls: list[Any] = [0.0] * T
+    acs: list[Any] = [0.0] * T
+    for b in range(xb.shape[0]):
+        Z = _alg_ctrl_jit(spec, shared, ctrl, xb[b])
+        for k in range(T):
+            l, a = _alg_point_sums(spec, C, Z, upper, jnp.asarray(k, jnp.int32), yb[b], mb[b])
+            ls[k] = ls[k] + l
+            acs[k] = acs[k] + a
+    return jnp.stack(ls), jnp.stack(acs)
+
+
+def _layer_digests(points: _nets.Net) -> np.ndarray:
+    """``(K, d)`` digests of every control point's layer (weight and bias bytes): equal digests = identical layers."""
+    host = jax.device_get(points)
+    K = int(np.shape(host.A(1))[0])
+    out = np.empty((K, host.depth), dtype=object)
+    for i in range(1, host.depth + 1):
+        w, b = np.asarray(host.A(i)), host.bias(i)
+        for k in range(K):
+            h = hashlib.blake2b(np.ascontiguousarray(w[k]).tobytes(), digest_size=16)
+            if b is not None:
+                h.update(np.ascontiguousarray(np.asarray(b)[k]).tobytes())
+            out[k, i - 1] = h.digest()
+    return out
+
+
+def first_varying_layer(digests: np.ndarray, members: Sequence[int]) -> int:
+    """0-based index of the first layer that differs between the control points ``members`` (``depth``: none does),
+    from :func:`_layer_digests`."""
+    members = list(members)
+    d = digests.shape[1]
+    for l in range(d):
+        if any(digests[m, l] != digests[members[0], l] for m in members[1:]):
+            return l
+    return d
+
+
+def _plan_rows(comb: Combination, digests: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """``(coef, inverse, groups)``: the distinct rows to evaluate (rows equal to one control point reduced to a unit
+    row), the row of every original point, and the groups ``(l0, rows)`` of distinct rows that share every layer
+    below ``l0`` (all their control points identical there, coefficients summing to 1)."""
+    coef = comb.coef.copy()
+    l0s = np.zeros(coef.shape[0], np.int64)
+    cls_of = np.zeros(coef.shape[0], np.int64)
+    for n in range(coef.shape[0]):
+        sup = np.flatnonzero(coef[n])
+        if sup.size == 0:
+            continue
+        affine = abs(float(np.sum(coef[n])) - 1.0) <= 1e-12
+        l0 = first_varying_layer(digests, sup) if affine else 0
+        if l0 >= depth:                        # every control point used is the same net: that net, exactly
+            coef[n] = 0.0
+            coef[n, sup[0]] = 1.0
+            l0 = 0
+        l0s[n] = l0
+        cls_of[n] = sup[0]
+    uniq, first, inverse = np.unique(coef, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    groups: dict[tuple[int, int], list[int]] = {}
+    reps: dict[int, list[int]] = {}
+    for u, n in enumerate(first):
+        l0 = int(l0s[n])
+        rep = int(cls_of[n])
+        cands = reps.setdefault(l0, [])
+        key = next((r for r in cands if all(digests[r, l] == digests[rep, l] for l in range(l0))), None)
+        if key is None:
+            cands.append(rep)
+            key = rep
+        groups.setdefault((l0, key), []).append(u)
+    order = sorted(groups.items(), key=lambda kv: min(first[r] for r in kv[1]))
+    return uniq, inverse, [(l0, np.array(sorted(rows, key=lambda r: first[r]))) for (l0, _), rows in order]
+
+
+def _check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "fp32" and jax.default_backend() == "cpu":
+        raise ValueError(f"precision {precision!r} needs a GPU: XLA:CPU computes every matmul in FP32 "
+                         f"(use precision='fp32')")
+    return _MATMUL_PRECISION[precision]
+
+
+def evaluate_combination(
+    comb: Combination,
+    x: Array,
+    y: Array,
+    *,
+    ts: Sequence[float] | np.ndarray | None = None,
+    loss: Loss | str = cross_entropy,
+    batch_size: int | None = None,
+    chunk: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    precision: Precision = "fp32",
+    progress: bool = False,
+) -> EvalResult:
+    """Mean loss and accuracy of every point ``Σ_k comb.coef[n, k]·comb.points[k]`` (nets applied with
+    :func:`stability.core.nets.apply`) on ``(x, y)``, using the algebra of the combination.
+
+    Points that share their layers below ``l0`` (identical at every control point they use, coefficients summing
+    to 1) are evaluated together: those layers once per batch, layer ``l0`` once per control point and combined
+    per point (``Σ_k c_k·(A_k h + b_k)``), the layers above per point. A point equal to one control point is
+    evaluated as that net, and equal points once. ``ts`` labels the points in the result (default ``0..n−1``)."""
+    points = comb.points
+    if not isinstance(points, _nets.Net):
+        raise ValueError(f"comb.points must be a stacked stability.core.nets.Net, got {type(points).__name__}")
+    matmul = _check_precision(precision)
+    loss = get_loss(loss)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    n_pts = comb.n_points
+    ts_np = np.arange(n_pts, dtype=np.float64) if ts is None else np.asarray(ts, np.float64).reshape(-1)
+    if ts_np.size != n_pts:
+        raise ValueError(f"ts must label the {n_pts} points of the combination, got {ts_np.size} values")
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"x and y must hold the same non-zero number of samples, got {x.shape[0]} and {y.shape[0]}")
+    points = jax.tree_util.tree_map(jnp.asarray, points)
+    sample = jax.tree_util.tree_map(lambda a: a[0], points)
+    _nets._check_input(sample.arch, x[:1])
+    dtype = jax.tree_util.tree_leaves(points)[0].dtype
+    classify = bool(jnp.issubdtype(y.dtype, jnp.integer))
+    arch = sample.arch
+    if loss.name in ("cross_entropy", "squared_error"):
+        check_targets(y, arch.widths[-1], loss, "y")
+    coef, inverse, groups = _plan_rows(comb, _layer_digests(points), arch.depth)
+    n_rows = coef.shape[0]
+    batch_size, chunk = choose_sizes(sample, _nets.apply, x, n_rows, batch_size=batch_size, chunk=chunk,
+                                     memory_budget=memory_budget)
+    xb, yb, mb = padded_batches(x, y, batch_size)
+    mb = mb.astype(dtype)
+    host = use_host_loop(sample)
+    run = _alg_chunk_host if host else _alg_chunk
+    # chunks: T rows of one group; Kc control points, padded to the largest Kc of the same l0 (one program each)
+    pieces = []
+    for l0, rows in groups:
+        n_chunks = -(-rows.size // chunk)
+        size = -(-rows.size // n_chunks)
+        for c in range(n_chunks):
+            part = rows[c * size:(c + 1) * size]
+            pieces.append((l0, part, np.flatnonzero(np.any(coef[part] != 0, axis=0))))
+    T = max(p[1].size for p in pieces)
+    kc = {}
+    for l0, _, sel in pieces:
+        kc[l0] = max(kc.get(l0, 1), sel.size)
+    loss_u = np.empty(n_rows)
+    acc_u = np.empty(n_rows)
+    bar = Progress(n_rows, "evaluation", unit="points", enabled=progress)
+    with jax.default_matmul_precision(matmul):
+        for l0, part, sel in pieces:
+            spec = _AlgSpec(arch, int(l0), loss, classify)
+            sel_p = np.concatenate([sel, np.full(kc[l0] - sel.size, sel[0])])
+            rows_p = np.concatenate([part, np.full(T - part.size, part[-1])])
+            C = np.zeros((T, kc[l0]))
+            C[:, :sel.size] = coef[rows_p][:, sel]
+            ls, acs = run(spec, points, jnp.asarray(sel_p, jnp.int32), jnp.asarray(C, dtype), xb, yb, mb)
+            loss_u[part] = np.asarray(ls)[:part.size]
+            acc_u[part] = np.asarray(acs)[:part.size]
+            bar.advance(part.size)
+    n = x.shape[0]
+    loss_arr = loss_u[inverse] / n
+    acc_arr = acc_u[inverse] / n if classify else np.full(n_pts, np.nan)
+    if not np.all(np.isfinite(loss_arr)):
+        bad = ts_np[~np.isfinite(loss_arr)]
+        raise FloatingPointError(f"non-finite loss at t = {bad[:5].tolist()} (weights or data contain NaN/inf?)")
+    return EvalResult(ts_np, loss_arr, acc_arr)
+
+
 def evaluate(
     point_fn: PointFn,
     theta: Any,
@@ -168,12 +491,20 @@ def evaluate(
     chunk: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     progress: bool = False,
+    algebra: Algebra = "auto",
+    precision: Precision = "fp32",
 ) -> EvalResult:
     """Mean loss and accuracy of ``apply_fn(point_fn(theta, t), ·)`` on ``(x, y)`` for every ``t``.
 
     ``point_fn`` and ``apply_fn`` must be hashable module-level functions (they are static
     arguments of the compiled program); ``theta`` is traced, so new weights never recompile.
+    ``algebra``: ``"auto"`` uses :func:`evaluate_combination` when ``point_fn`` declares its combination
+    (:func:`describes`) over nets applied with :func:`stability.core.nets.apply`; ``"off"`` evaluates every point
+    as a whole net; ``"require"`` raises if the algebra does not apply. ``precision``: see :data:`PRECISIONS`.
     """
+    if algebra not in ("auto", "off", "require"):
+        raise ValueError(f"algebra must be 'auto', 'off' or 'require', got {algebra!r}")
+    matmul = _check_precision(precision)
     loss = get_loss(loss)
     x = jnp.asarray(x)
     y = jnp.asarray(y)
@@ -185,6 +516,14 @@ def evaluate(
     if not np.all(np.isfinite(ts_np)):
         raise ValueError("ts contains NaN or inf")
     classify = bool(jnp.issubdtype(y.dtype, jnp.integer))
+    if algebra != "off":
+        comb = describe(point_fn, theta, ts_np) if apply_fn is _nets.apply else None
+        if comb is not None and isinstance(comb.points, _nets.Net):
+            return evaluate_combination(comb, x, y, ts=ts_np, loss=loss, batch_size=batch_size, chunk=chunk,
+                                        memory_budget=memory_budget, precision=precision, progress=progress)
+        if algebra == "require":
+            raise ValueError("algebra='require' but the point function declares no combination of nets applied "
+                             "with stability.core.nets.apply (see stability.core.evaluate.describes)")
     sample = point_fn(theta, jnp.asarray(ts_np[0], jax.tree_util.tree_leaves(theta)[0].dtype))
     if loss.name in ("cross_entropy", "squared_error"):
         n_out = (sample.arch.widths[-1] if isinstance(sample, _nets.Net)
@@ -199,11 +538,12 @@ def evaluate(
     run_chunk = _eval_chunk_host if use_host_loop(sample) else _eval_chunk
     bar = Progress(ts_np.size, "evaluation", unit="points", enabled=progress)
     # balanced chunks: pad at most (number of chunks − 1) points, not chunk − 1
-    for padded, m in padded_chunks(ts_np, chunk, balanced=True):
-        ls, acs = run_chunk(point_fn, apply_fn, loss, classify, theta, jnp.asarray(padded, dtype), xb, yb, mb)
-        losses.append(np.asarray(ls)[:m])
-        accs.append(np.asarray(acs)[:m])
-        bar.advance(m)
+    with jax.default_matmul_precision(matmul):
+        for padded, m in padded_chunks(ts_np, chunk, balanced=True):
+            ls, acs = run_chunk(point_fn, apply_fn, loss, classify, theta, jnp.asarray(padded, dtype), xb, yb, mb)
+            losses.append(np.asarray(ls)[:m])
+            accs.append(np.asarray(acs)[:m])
+            bar.advance(m)
     n = x.shape[0]
     loss_arr = np.concatenate(losses) / n
     acc_arr = np.concatenate(accs) / n if classify else np.full(ts_np.size, np.nan)

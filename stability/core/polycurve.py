@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PolyCurve", "segment_coef", "bezier_coef", "poly_eval"]
+__all__ = ["PolyCurve", "Combination", "segment_coef", "bezier_coef", "poly_eval"]
 
 
 def segment_coef() -> np.ndarray:
@@ -118,6 +118,10 @@ class PolyCurve:
         out[ends] = np.round(out[ends])
         return out
 
+    def combination(self, ts: np.ndarray | float) -> "Combination":
+        """The :class:`Combination` of the points at ``ts``: the control points and :meth:`weights`."""
+        return Combination(self.points, self.weights(ts))
+
     def point(self, t: float) -> Any:
         """``θ(t)`` as a pytree (host-side NumPy arithmetic, float64 coefficients cast to each leaf's dtype)."""
         import jax
@@ -165,3 +169,67 @@ class PolyCurve:
 
         K = int(np.shape(jax.tree_util.tree_leaves(points)[0])[0])
         return cls(points, bezier_coef(K - 1)[None], np.array([0.0, 1.0]))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Combination:
+    """Evaluated points that are linear combinations of control points: ``θ_n = Σ_k coef[n, k]·points[k]``.
+
+    The description an evaluator needs to use the algebra of a curve: ``points`` is a pytree whose leaves have a
+    leading axis ``K`` (host or device arrays); ``coef`` is ``(n, K)`` (float64 on the host). A straight line, a
+    constructed path and a polygonal chain use 2 control points per point, a Bezier curve all of its control
+    points, a plane 3 (its origin and two directions, ``θ(α, β) = 1·o + α·u + β·v``). Because every layer's
+    weight and bias are the same combination, the first layer's pre-activation is
+    ``A(θ_n) x + b(θ_n) = Σ_k coef[n, k]·(A_k x + b_k)``: one product per control point instead of one per point.
+    A row whose only nonzero coefficient is exactly 1 IS that control point (end points of segments and curves).
+    """
+
+    points: Any
+    coef: np.ndarray
+
+    def __post_init__(self) -> None:
+        import jax
+
+        coef = np.asarray(self.coef, np.float64)
+        if coef.ndim != 2 or coef.shape[0] == 0 or coef.shape[1] == 0:
+            raise ValueError(f"coef must have shape (points > 0, control points > 0), got {coef.shape}")
+        if not np.all(np.isfinite(coef)):
+            raise ValueError("coef contains NaN or inf")
+        leaves = jax.tree_util.tree_leaves(self.points)
+        if not leaves or any(np.ndim(a) < 1 or np.shape(a)[0] != coef.shape[1] for a in leaves):
+            raise ValueError(f"every leaf of points needs a leading axis of {coef.shape[1]} control points")
+        object.__setattr__(self, "coef", coef)
+
+    @property
+    def n_points(self) -> int:
+        return int(self.coef.shape[0])
+
+    @property
+    def n_control(self) -> int:
+        return int(self.coef.shape[1])
+
+    def support(self, n: int) -> np.ndarray:
+        """Indices of the control points point ``n`` uses (nonzero coefficients)."""
+        return np.flatnonzero(self.coef[n])
+
+    def rows(self, idx: np.ndarray) -> "Combination":
+        """The combination of the points ``idx`` only (same control points)."""
+        return Combination(self.points, self.coef[np.asarray(idx, np.int64)])
+
+    def point(self, n: int) -> Any:
+        """``θ_n`` as a pytree (host-side NumPy; a single unit coefficient returns that control point exactly)."""
+        import jax
+
+        w = self.coef[n]
+        nz = np.flatnonzero(w)
+
+        def leaf(a):
+            a = np.asarray(a)
+            if nz.size == 1 and w[nz[0]] == 1.0:
+                return a[nz[0]].copy()
+            acc = np.zeros(a.shape[1:], a.dtype)
+            for k in nz:
+                acc = acc + a.dtype.type(w[k]) * a[k]
+            return acc
+
+        return jax.tree_util.tree_map(leaf, self.points)

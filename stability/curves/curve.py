@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from stability.core.evaluate import describes
 from stability.core.hostloop import run_steps, use_host_loop
 from stability.core.nets import Net
 from stability.core import checks as _checks
@@ -41,7 +42,7 @@ from stability.core.progress import Progress
 from stability.core.train import History, MinibatchOrder, TrainConfig, make_optimizer, make_schedule
 
 if TYPE_CHECKING:
-    from stability.core.polycurve import PolyCurve
+    from stability.core.polycurve import Combination, PolyCurve
 
 Array = jax.Array
 ApplyFn = Callable[[Any, Array], Array]
@@ -200,8 +201,20 @@ def points(curve: Curve, ts: Array) -> Any:
     return jax.vmap(lambda t: point(curve, t))(jnp.asarray(ts, dtype).reshape(-1))
 
 
+def _curve_combination(theta: Curve, ts: np.ndarray) -> "Combination | None":
+    """The curve's points at ``ts`` as a combination of its control points (``None`` outside ``[0, 1]``)."""
+    from stability.core.polycurve import PolyCurve
+
+    if np.any((ts < 0) | (ts > 1)):
+        return None
+    pts = control_points(theta)
+    return (PolyCurve.bezier(pts) if theta.kind == "bezier" else PolyCurve.chain(pts)).combination(ts)
+
+
+@describes(_curve_combination)
 def curve_point(theta: Curve, t: Array) -> Any:
-    """Point function for :func:`stability.core.evaluate.evaluate`: ``theta`` is the :class:`Curve`."""
+    """Point function for :func:`stability.core.evaluate.evaluate`: ``theta`` is the :class:`Curve` (it declares
+    its combination of control points, so nets evaluate with the algebraic evaluator)."""
     return point(theta, t)
 
 

@@ -14,7 +14,8 @@ from jax.flatten_util import ravel_pytree
 
 from stability.core import checks as _checks
 from stability.core import nets as _nets
-from stability.core.evaluate import evaluate
+from stability.core.evaluate import describes, evaluate
+from stability.core.polycurve import Combination
 from stability.core.losses import Loss, cross_entropy
 
 Array = jax.Array
@@ -63,6 +64,18 @@ def plane(w0: Any, w1: Any, w2: Any) -> Plane:
     return Plane(f0, u, v, coords, unravel)
 
 
+def _plane_combination(theta: tuple[Array, Array, Array, Array, Any], ks: np.ndarray) -> Combination | None:
+    """Grid points ``1·o + α·u + β·v``: a combination of the origin and the two directions (as weight pytrees)."""
+    origin, u, v, grid, template = theta
+    g = np.asarray(grid, np.float64)
+    if np.any(ks != np.round(ks)) or np.any((ks < 0) | (ks >= g.shape[0])):
+        return None
+    ab = g[ks.astype(np.int64)]
+    pts = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *(_unravel_like(template, f) for f in (origin, u, v)))
+    return Combination(pts, np.column_stack([np.ones(ab.shape[0]), ab[:, 0], ab[:, 1]]))
+
+
+@describes(_plane_combination)
 def plane_grid_point(theta: tuple[Array, Array, Array, Array, Any], k: Array) -> Any:
     """Point function for :func:`stability.core.evaluate.evaluate`: ``k`` indexes the grid ``theta[3]`` (G × 2)."""
     origin, u, v, grid, template = theta

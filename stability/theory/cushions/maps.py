@@ -27,14 +27,41 @@ def _act(arch: _nets.Arch, k: int, xk: Array) -> Array:
     return h
 
 
+_DENSE_RATIO = 8
+"""On CPU a conv layer whose operator, as a dense matrix, costs at most this many times its convolution's
+multiply-adds (small feature maps: ``H·W ≤ 8·k²``) and holds at most ``_DENSE_MAX`` entries is applied as that
+matrix: XLA:CPU runs small convolutions an order of magnitude below its matmul rate (same map, other rounding)."""
+_DENSE_MAX = 2**24
+
+
+def _dense_matrix(net: _nets.Net, k: int, in_shape: tuple[int, ...]) -> Array | None:
+    """Conv layer ``k``'s bias-free operator as an ``(in, out)`` matrix (row ``r`` = ``A_k e_r``) when that is
+    faster (see ``_DENSE_RATIO``), else ``None``. ``in_shape``: ``(B, H, W, C)`` of its input."""
+    arch = net.arch
+    if arch.kinds[k - 1] != "conv" or jax.default_backend() != "cpu":
+        return None
+    w = net.A(k)
+    n_in = int(np.prod(in_shape[1:]))
+    n_out = in_shape[1] * in_shape[2] * int(w.shape[0])
+    macs = in_shape[1] * in_shape[2] * int(np.prod(w.shape))
+    if n_in * n_out > min(_DENSE_RATIO * macs, _DENSE_MAX):
+        return None
+    basis = jnp.eye(n_in, dtype=w.dtype).reshape((n_in,) + tuple(in_shape[1:]))
+    return layer_apply(arch, k - 1, w, None, basis).reshape(n_in, n_out)
+
+
 def _linear(net: _nets.Net, k: int, h: Array) -> Array:
-    """``A_k h`` (no bias) on a batch."""
-    return layer_apply(net.arch, k - 1, net.A(k), None, h)
+    """``A_k h`` (no bias) on a batch (small conv layers on CPU as an explicit matrix)."""
+    M = _dense_matrix(net, k, h.shape)
+    if M is None:
+        return layer_apply(net.arch, k - 1, net.A(k), None, h)
+    return (h.reshape(h.shape[0], -1) @ M).reshape(h.shape[:3] + (net.A(k).shape[0],))
 
 
 def _affine(net: _nets.Net, k: int, h: Array) -> Array:
     """``A_k h + b_k`` on a batch."""
-    return layer_apply(net.arch, k - 1, net.A(k), net.bias(k), h)
+    b = net.bias(k)
+    return _linear(net, k, h) if b is None else _linear(net, k, h) + b
 
 
 def _step(net: _nets.Net, k: int, x_prev: Array) -> Array:

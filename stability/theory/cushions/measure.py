@@ -17,7 +17,8 @@ from stability.core.chunks import padded_chunks
 from stability.core.progress import Progress
 from stability.theory.cushions.operators import _div, _fro, _norm, column_ratio
 from stability.theory.cushions.maps import _act, _check_x, _dims, _linear, _linearise, _sweep
-from stability.theory.cushions.spectral import _check_method, _final_sigma, _pair_arrays, _seed, _solve
+from stability.theory.cushions.spectral import (_check_method, _exact_sigma, _final_sigma, _ops, _pair_arrays,
+                                                _seed, _solve)
 from stability.theory.cushions.smoothness import _scales, _smooth_chunk, _smoothness_part, sample_masks
 from stability.theory.cushions.result import Cushions, DEFAULT_TS
 
@@ -29,9 +30,11 @@ DEFAULT_MEMORY_BUDGET = 512 * 2**20
 
 
 @jax.jit
-def _chunk(net: _nets.Net, x: Array, scales: tuple[Array, ...], X: tuple[Array, ...] | None) -> dict[str, Array]:
+def _chunk(net: _nets.Net, x: Array, scales: tuple[Array, ...], X: tuple[Array, ...] | None,
+           tol: Array) -> dict[str, Array]:
     """Every per-sample quantity of :func:`measure` for one batch ``x``: the spectral norms from the
-    solver's final vectors ``X`` (:func:`_final_sigma`), layer cushions, ``‖J^{i,j} x^i‖`` (one jvp
+    solver's final vectors ``X`` (:func:`_final_sigma`) and of the pairs solved exactly (:func:`_exact_sigma`),
+    layer cushions, ``‖J^{i,j} x^i‖`` (one jvp
     sweep for all pairs), contraction, ``‖x^i‖``, smoothness and the ∞-norm condition.
     ``scales[k−1]`` holds the column multipliers ``t + (1−t)·δ`` of hidden layer ``k`` per
     (draw, t), shaped ``(K, T, *broadcast)``; ``()`` skips the smoothness."""
@@ -51,7 +54,12 @@ def _chunk(net: _nets.Net, x: Array, scales: tuple[Array, ...], X: tuple[Array, 
     out["contraction"] = jnp.stack(contraction, axis=1)
     out["pre_norm"] = jnp.stack(pre_norm, axis=1)
     jvps, vjps = _linearise(net, pre)
-    out["sigma"] = _final_sigma(jvps, vjps, pre, X) if d >= 2 else {}
+    if d >= 2:
+        ops = _ops(net, pre)
+        out["sigma"] = _final_sigma(ops, X) if X is not None else {}
+        out["exact"] = _exact_sigma(ops, pre, tol)
+    else:
+        out["sigma"], out["exact"] = {}, {}
     jx = _sweep(jvps, d, {i: pre[i - 1][None] for i in range(1, d)})           # J^{i,j} x^i, all pairs at once
     out["jx_norm"] = jnp.stack([jnp.stack([_norm(jx[i][j][0]) if j > i else jnp.zeros((B,), dt)
                                            for j in range(1, d + 1)], 1) for i in range(1, d + 1)], 1)
@@ -118,15 +126,16 @@ def measure(net: _nets.Net, x, key: Array, *, p: float = 0.5, draws: int = 5,
     n = x.shape[0]
     bs = int(batch_size) if batch_size else _default_batch(net, n, kt, np.dtype(dtype).itemsize, memory_budget)
     bs = max(1, min(bs, n))
+    if not batch_size:
+        bs = -(-n // -(-n // bs))    # balanced chunks: pad at most (number of chunks − 1) samples, not bs − 1
     parts: list[dict[str, np.ndarray]] = []
     bar = Progress(n, "noise stability", unit="samples", enabled=progress)
     # padding repeats a real sample (no NaNs in the solver); padded rows are trimmed below
     for c, (xc, m) in enumerate(padded_chunks(x, bs, fill=x[:1])):
         st = _solve(net, xc, _seed(jax.random.fold_in(k_pow, c)), tol, max_iter, method, unroll) \
             if net.depth >= 2 else {"X": None}
-        out = jax.device_get(_chunk(net, xc, scales, st["X"]))
-        sig, its, conv = _pair_arrays(jax.eval_shape(lambda x: _nets.forward(net, x), xc), bs, out.pop("sigma"), st,
-                                      max_iter)
+        out = jax.device_get(_chunk(net, xc, scales, st["X"], jnp.asarray(tol, dtype)))
+        sig, its, conv = _pair_arrays(net, bs, out.pop("sigma"), out.pop("exact"), st, max_iter)
         jxn = out.pop("jx_norm").astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             mu = jxn / (sig * out["pre_norm"][:, :, None])

@@ -17,17 +17,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from stability.core import nets as _nets
-from stability.core.evaluate import EvalResult, choose_sizes, evaluate
+from stability.core.evaluate import (Algebra, EvalResult, Precision, choose_sizes, describes, evaluate,
+                                     evaluate_combination)
 from stability.core.losses import Loss, cross_entropy
+from stability.core.polycurve import Combination
 
 if TYPE_CHECKING:
     from stability.core.polycurve import PolyCurve
 
-__all__ = ["ClaimKind", "CLAIM_KINDS", "Segment", "Path", "Part", "PathEval", "path_point", "nets_equal", "DropoutDraw",
+__all__ = ["ClaimKind", "CLAIM_KINDS", "FUNCTION_PRESERVING", "Segment", "Path", "Part", "PathEval", "path_point", "nets_equal", "DropoutDraw",
            "Lemma1Info", "Lemma4Info", "Theorem1Info", "Theorem2Info", "Theorem3Info"]
 
 ClaimKind = Literal["top_layer", "function_preserving", "copy_shift", "dropout_interpolation", "free"]
 CLAIM_KINDS: tuple[str, ...] = ("top_layer", "function_preserving", "copy_shift", "dropout_interpolation", "free")
+FUNCTION_PRESERVING: tuple[str, ...] = ("function_preserving", "copy_shift")
+"""Claim kinds that, once proved, mean ``f`` is the same function at every point of the segment."""
 """``top_layer`` (type (a): only ``A_d``, ``b_d`` move; loss ≤ max of the ends for a convex loss),
 ``function_preserving`` (type (b): f unchanged for every input at every t), ``copy_shift``
 (Lemma 4 S2/S4: a column moves between two units computing the same feature; f unchanged),
@@ -71,6 +75,24 @@ class Segment:
         return Segment(self.start, self.end, self.claim, f"{prefix}{self.label}")
 
 
+def _chain_coef(n_way: int, s: np.ndarray) -> np.ndarray:
+    """``(len(s), n_way)``: point ``s`` of :func:`path_point` as ``(1 − u)·w_k + u·w_{k+1}``."""
+    n = n_way - 1
+    k = np.clip(np.floor(s), 0, n - 1).astype(np.int64)
+    u = s - k
+    coef = np.zeros((s.size, n_way))
+    rows = np.arange(s.size)
+    coef[rows, k] = 1.0 - u
+    coef[rows, k + 1] += u
+    return coef
+
+
+def _path_combination(waypoints: _nets.Net, s: np.ndarray) -> Combination:
+    n_way = int(jax.tree_util.tree_leaves(waypoints)[0].shape[0])
+    return Combination(waypoints, _chain_coef(n_way, s))
+
+
+@describes(_path_combination)
 def path_point(waypoints: _nets.Net, s: Array) -> _nets.Net:
     """Point function of a path: ``waypoints`` is a stacked net with ``n+1`` way points; ``s ∈ [0, n]``
     is segment ``⌊s⌋`` at local time ``s − ⌊s⌋`` (the last segment ends at ``s = n``)."""
@@ -94,6 +116,9 @@ class PathEval:
     acc: np.ndarray
     claims: tuple[str, ...]
     labels: tuple[str, ...]
+    once: tuple[int, ...] = ()
+    """Segments evaluated once: their function-preserving claim was PROVED (passed in as ``proved``), so the loss
+    at their start stands for every point (``Path.evaluate(..., every_point=True)`` evaluates them anyway)."""
 
     @property
     def n_segments(self) -> int:
@@ -126,7 +151,7 @@ class PathEval:
 
     def to_dict(self) -> dict[str, Any]:
         return {"t": self.t.tolist(), "loss": self.loss.tolist(), "acc": self.acc.tolist(),
-                "claims": list(self.claims), "labels": list(self.labels)}
+                "claims": list(self.claims), "labels": list(self.labels), "evaluated_once": list(self.once)}
 
 
 CPU_CHUNK_BYTES = 16 * 2**20
@@ -367,16 +392,41 @@ class Path:
 
     # ---- evaluation
     def evaluate(self, x, y, points_per_segment: int = 61, *, loss: Loss | str = cross_entropy,
-                 **kw) -> PathEval:
-        """Loss and accuracy at ``points_per_segment`` equally spaced local times on every segment,
-        in ONE jitted, vmapped :func:`stability.core.evaluate.evaluate` call over the stacked way points."""
+                 proved: Iterable[int] = (), every_point: bool = False, algebra: Algebra = "auto",
+                 precision: Precision = "fp32", **kw) -> PathEval:
+        """Loss and accuracy at ``points_per_segment`` equally spaced local times on every segment.
+
+        Structure-aware (``algebra="auto"``): the path is the chain combination of its stacked way points, and
+        :func:`stability.core.evaluate.evaluate_combination` evaluates the layers every segment keeps fixed once per
+        batch, its first changing layer once per end point and only the layers above per point (a top-layer segment
+        costs one product of the top layer per point). ``proved``: indices of segments whose claim the caller PROVED
+        (``proofs_check.certify``); a proved ``function_preserving`` / ``copy_shift`` segment computes the same
+        function at every ``t``, so its start is evaluated once for all its points unless ``every_point``.
+        ``algebra="off"``: every point as a whole net in ONE vmapped :func:`stability.core.evaluate.evaluate` call."""
         m = int(points_per_segment)
         if m < 2:
             raise ValueError(f"points_per_segment must be ≥ 2, got {points_per_segment}")
-        t = np.linspace(0.0, 1.0, m)
         n = self.n_segments
+        proved = tuple(int(k) for k in proved)
+        bad = [k for k in proved if not 0 <= k < n]
+        if bad:
+            raise ValueError(f"proved segment indices must lie in 0..{n - 1}, got {bad}")
+        if algebra not in ("auto", "off", "require"):
+            raise ValueError(f"algebra must be 'auto', 'off' or 'require', got {algebra!r}")
+        t = np.linspace(0.0, 1.0, m)
         s = (np.arange(n)[:, None] + t[None, :]).reshape(-1)
-        if kw.get("chunk") is None and jax.default_backend() == "cpu":
-            kw["chunk"] = _cpu_chunk(self.start, x, s.size, kw.get("batch_size"))
-        res = evaluate(path_point, self.stacked(), s, x, y, loss=loss, **kw)
-        return PathEval(t, res.loss.reshape(n, m), res.acc.reshape(n, m), self.claims, self.labels)
+        once: tuple[int, ...] = ()
+        if algebra == "off":
+            if kw.get("chunk") is None and jax.default_backend() == "cpu":
+                kw["chunk"] = _cpu_chunk(self.start, x, s.size, kw.get("batch_size"))
+            res = evaluate(path_point, self.stacked(), s, x, y, loss=loss, algebra="off", precision=precision, **kw)
+        else:
+            coef = _chain_coef(n + 1, s)
+            if not every_point:
+                once = tuple(sorted(k for k in set(proved) if self.segments[k].claim in FUNCTION_PRESERVING))
+                for k in once:                       # f(θ(t)) = f(θ(0)) for every t: proved, so evaluate θ(0)
+                    coef[k * m:(k + 1) * m] = 0.0
+                    coef[k * m:(k + 1) * m, k] = 1.0
+            res = evaluate_combination(Combination(self.stacked(), coef), x, y, ts=s, loss=loss, precision=precision,
+                                       **kw)
+        return PathEval(t, res.loss.reshape(n, m), res.acc.reshape(n, m), self.claims, self.labels, once)
