@@ -29,7 +29,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from stability.core.chunks import padded_batches
 
 __all__ = ["AXIS", "make_mesh", "check_devices", "is_sharded", "size", "round_batch", "replicate", "shard_rows",
-           "shard_batches", "batches", "agree_min", "constrain_rows", "to_host", "row_sharding", "batch_sharding", "distributed_init",
+           "shard_batches", "batches", "agree_min", "constrain_rows", "to_host",
+           "row_sharding", "batch_sharding", "distributed_init",
            "ENV_COORDINATOR", "ENV_NUM_PROCESSES", "ENV_PROCESS_ID"]
 
 AXIS = "data"
@@ -92,8 +93,9 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(None, AXIS))
 
 
-def _put(a: Any, sharding: NamedSharding) -> jax.Array:
-    if isinstance(a, jax.Array) and a.sharding == sharding:
+def _put(a: Any, sharding: NamedSharding, keep: bool = False) -> jax.Array:
+    if isinstance(a, jax.Array) and (a.sharding == sharding or keep and isinstance(a.sharding, NamedSharding)
+                                     and a.sharding.mesh == sharding.mesh):
         return a
     if jax.process_count() > 1 and isinstance(a, jax.Array) and not a.is_fully_addressable:
         return jax.device_put(a, sharding)
@@ -101,10 +103,11 @@ def _put(a: Any, sharding: NamedSharding) -> jax.Array:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Every array leaf of ``tree`` replicated on every device of ``mesh`` (weights, points, indices).
-    Under several processes every process must pass the same values."""
+    """Every array leaf of ``tree`` replicated on every device of ``mesh`` (weights, points, indices); a leaf
+    already laid out on ``mesh`` (e.g. the BN recompute's training batches, split by :func:`shard_batches`) is
+    kept as it is. Under several processes every process must pass the same values."""
     rep = NamedSharding(mesh, P())
-    return jax.tree_util.tree_map(lambda a: _put(a, rep), tree)
+    return jax.tree_util.tree_map(lambda a: _put(a, rep, keep=True), tree)
 
 
 def shard_rows(a: Any, mesh: Mesh) -> jax.Array:
@@ -114,10 +117,10 @@ def shard_rows(a: Any, mesh: Mesh) -> jax.Array:
     return _put(a, row_sharding(mesh))
 
 
-def shard_batches(xb: Any, yb: Any, mb: Any, mesh: Mesh) -> tuple[jax.Array, jax.Array, jax.Array]:
+def shard_batches(*stacks: Any, mesh: Mesh) -> tuple[jax.Array, ...]:
     """Batch stacks ``(n_batches, batch, …)`` (one process: the whole data) with the batch axis split."""
     s = batch_sharding(mesh)
-    return _put(xb, s), _put(yb, s), _put(mb, s)
+    return tuple(_put(a, s) for a in stacks)
 
 
 def _process_counts(n_local: int) -> np.ndarray:
@@ -140,7 +143,7 @@ def batches(x: Any, y: Any, batch_size: int, mesh: Mesh) -> tuple[jax.Array, jax
         raise ValueError(f"batch_size ({batch_size}) must be a multiple of the mesh's {mesh.size} devices")
     if n_proc == 1:
         xb, yb, mb = padded_batches(jnp.asarray(x), jnp.asarray(y), batch_size)
-        xb, yb, mb = shard_batches(xb, yb, mb, mesh)
+        xb, yb, mb = shard_batches(xb, yb, mb, mesh=mesh)
         return xb, yb, mb, int(np.shape(x)[0])
     counts = _process_counts(int(np.shape(x)[0]))
     local = batch_size // n_proc
