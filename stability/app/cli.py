@@ -48,6 +48,33 @@ COMMANDS = {
 """Every command and its one-line description (the top-level help lists them in this order)."""
 
 _STARTED = {"work": False}
+_MESH: dict[str, Any] = {"mesh": None}
+
+
+def _mesh() -> Any:
+    """The device mesh of this run (set by :func:`main` from ``--devices``; ``None``: one device)."""
+    return _MESH["mesh"]
+
+
+def _check_batch_devices(flag: str, batch: int) -> None:
+    """Data-parallel training splits each minibatch evenly over the mesh: refuse an uneven split before work."""
+    mesh = _mesh()
+    if mesh is not None and mesh.size > 1 and batch % mesh.size:
+        raise ValueError(f"{flag}: a minibatch of {batch} does not split over {mesh.size} devices; use a multiple "
+                         f"of {mesh.size} or --devices with a divisor of {batch}")
+
+
+def _setup_devices(args: argparse.Namespace) -> None:
+    """Start ``jax.distributed`` when the environment asks for it, check ``--devices`` and build the mesh —
+    before any work (a bad value is a one-line usage error)."""
+    from stability.core import mesh as mesh_lib
+
+    mesh_lib.distributed_init()
+    try:
+        devices = mesh_lib.check_devices(getattr(args, "devices", None))
+    except ValueError as e:
+        raise ValueError(f"--devices: {e}") from None
+    _MESH["mesh"] = mesh_lib.make_mesh(devices)
 
 
 def _work_starts() -> None:
@@ -281,13 +308,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ValueError(f"--widths/--pool: {e} (data {args.data!r}, input shape {tuple(ds.input_shape)})") from None
     net = nets.init(key, arch)
+    _check_batch_devices("--batch-size", min(args.batch_size, n))
     log_every = args.log_every or max(1, n // args.batch_size)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                       schedule=args.schedule, weight_decay=args.weight_decay, dropout=args.dropout,
                       loss="cross_entropy" if ds.task == "classification" else "squared_error", seed=args.seed,
                       log_every=log_every)
     _work_starts()
-    net, hist = fit(net, ds.x_train, ds.y_train, cfg, x_test=ds.x_test, y_test=ds.y_test)
+    net, hist = fit(net, ds.x_train, ds.y_train, cfg, x_test=ds.x_test, y_test=ds.y_test, mesh=_mesh())
     recorded = {"data": args.data, "source": args.source, "n_train": args.n_train}
     checkpoint.save(out, net, {**recorded, "train": cfg.to_dict(), "history": hist.to_dict()})
     write_json(side, {"files": [out.name, side.name], "command": _command_line(), "data": ds.summary(), **recorded,
@@ -319,11 +347,13 @@ def cmd_curve(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size: {args.batch_size} is more than the {ds.x_train.shape[0]} training samples")
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, optimizer="adam", lr=args.lr, schedule="cosine",
                       seed=args.seed, log_every=max(1, args.steps // 10))
+    _check_batch_devices("--batch-size", args.batch_size)
     make = curves.bezier if args.kind == "bezier" else curves.polychain
     report = _new_report(args.out, f"Learned {args.kind} curve between {args.a} and {args.b}")
     _work_starts()
     with report.running():
-        curve, hist = curves.train_curve(make(a, b, args.bends), apply, ds.x_train, ds.y_train, cfg)
+        curve, hist = curves.train_curve(make(a, b, args.bends), apply, ds.x_train, ds.y_train, cfg,
+                                          mesh=_mesh())
         _log("certifying the maximum train loss over every t (segment and curve)")
         bounds = certified_maxima({"Segment": PolyCurve.segment(a, b), args.kind: curves.as_polycurve(curve)},
                                   ds.x_train, ds.y_train)
@@ -420,6 +450,7 @@ def cmd_fge(args: argparse.Namespace) -> int:
     batch = min(64, ds.x_train.shape[0])
     cfg = TrainConfig(steps=args.budget_steps, batch_size=batch, optimizer="momentum", lr=args.lr, schedule="cosine",
                       seed=args.seed, log_every=max(1, args.budget_steps // 4))
+    _check_batch_devices("--devices (FGE trains with minibatches of 64)", batch)
     report = _new_report(args.out, f"FGE vs snapshot vs independent ensembles on {args.data}")
 
     def make(s: int):
@@ -428,7 +459,8 @@ def cmd_fge(args: argparse.Namespace) -> int:
     _work_starts()
     with report.running():
         rows, runs = ensembles.compare_budgets(make, ds, cfg, budgets=args.budgets, fge_cycle=args.cycle,
-                                               fge_alphas=(args.alpha1, args.alpha2), return_members=True)
+                                               fge_alphas=(args.alpha1, args.alpha2), return_members=True,
+                                               mesh=_mesh())
         sizes = ensemble_size_curves(runs.members, ds.x_test, ds.y_test)
         sec = report.section("fge", "Equal-budget ensembles (Garipov Table 1 layout)")
         sec.finding(fge_finding(rows, sizes))
@@ -513,7 +545,8 @@ def cmd_cushions(args: argparse.Namespace) -> int:
     _work_starts()
     with report.running():
         res = cushions.measure(net, x, km, p=args.p, draws=args.draws, ts=args.ts, tol=args.tol,
-                               max_iter=args.max_iter, method=args.method, batch_size=args.batch_size)
+                               max_iter=args.max_iter, method=args.method, batch_size=args.batch_size,
+                               mesh=_mesh() if jax.process_count() == 1 else None)
         res.save(report.register("cushions.npz"))
         lemma = None
         if args.lemma3_draws > 0 and ds.task == "classification":
@@ -539,6 +572,9 @@ def _common() -> argparse.ArgumentParser:
                    help="progress lines even when stderr is not a terminal")
     c.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="on an error, show the Python traceback")
+    c.add_argument("--devices", type=_positive_int, default=argparse.SUPPRESS, metavar="N",
+                   help="local devices to split data-heavy work over (default: all; docs/SCALING.md). Several "
+                        "processes: set STABILITY_COORDINATOR, STABILITY_NUM_PROCESSES, STABILITY_PROCESS_ID")
     return c
 
 
@@ -717,6 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (0 done, 1 failed run, 2 usage or input error, 130 interrupted).
     Every error is one line on stderr; ``--debug`` adds the traceback."""
     _STARTED["work"] = False
+    _MESH["mesh"] = None
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -729,6 +766,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
     prog = f"stability {args.command}"
     try:
+        _setup_devices(args)
         return args.fn(args)
     except UsageError as e:
         if debug:

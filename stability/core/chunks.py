@@ -6,7 +6,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["padded_chunks"]
+__all__ = ["padded_chunks", "padded_batches"]
 
 
 def padded_chunks(values: Any, chunk: int, *, balanced: bool = False, fill: Any = None
@@ -29,6 +29,20 @@ def padded_chunks(values: Any, chunk: int, *, balanced: bool = False, fill: Any 
             row = part[-1:] if fill is None else fill
             part = xp.concatenate([part, xp.repeat(row, chunk - m, axis=0)])
         yield part, m
+
+
+def padded_batches(x: Any, y: Any, batch_size: int) -> tuple[Any, Any, Any]:
+    """``(xb, yb, mask)``: ``x`` and ``y`` cut into ``(n_batches, batch_size, …)``, the last batch zero-padded
+    and its padding marked 0 in ``mask``."""
+    jnp = _jnp()
+    n = x.shape[0]
+    nb = -(-n // batch_size)
+    pad = nb * batch_size - n
+    mask = jnp.concatenate([jnp.ones((n,)), jnp.zeros((pad,))])
+    xp = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
+    yp = jnp.concatenate([y, jnp.zeros((pad,) + y.shape[1:], y.dtype)])
+    return (xp.reshape((nb, batch_size) + x.shape[1:]), yp.reshape((nb, batch_size) + y.shape[1:]),
+            mask.reshape(nb, batch_size))
 
 
 def _jnp():

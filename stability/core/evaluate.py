@@ -34,9 +34,11 @@ from typing import Any, Callable, Literal, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from stability.core import nets as _nets
-from stability.core.chunks import padded_chunks
+from stability.core import mesh as _mesh
+from stability.core.chunks import padded_batches, padded_chunks
 from stability.core.progress import Progress
 from stability.core.hostloop import use_host_loop
 from stability.core.losses import Loss, accuracy, check_targets, cross_entropy, get_loss
@@ -197,19 +199,6 @@ def _eval_chunk_host(point_fn: PointFn, apply_fn: ApplyFn, loss: Loss, classify:
         ls.append(sum(v[0] for v in sums))
         acs.append(sum(v[1] for v in sums))
     return jnp.stack(ls), jnp.stack(acs)
-
-
-def padded_batches(x: Array, y: Array, batch_size: int) -> tuple[Array, Array, Array]:
-    """``(xb, yb, mask)``: ``x`` and ``y`` cut into ``(n_batches, batch_size, …)``, the last batch zero-padded
-    and its padding marked 0 in ``mask``."""
-    n = x.shape[0]
-    nb = -(-n // batch_size)
-    pad = nb * batch_size - n
-    mask = jnp.concatenate([jnp.ones((n,)), jnp.zeros((pad,))])
-    xp = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
-    yp = jnp.concatenate([y, jnp.zeros((pad,) + y.shape[1:], y.dtype)])
-    return (xp.reshape((nb, batch_size) + x.shape[1:]), yp.reshape((nb, batch_size) + y.shape[1:]),
-            mask.reshape(nb, batch_size))
 
 
 # --------------------------------------------------------------------------- the algebraic evaluator
@@ -407,6 +396,7 @@ def evaluate_combination(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     precision: Precision = "fp32",
     progress: bool = False,
+    mesh: Mesh | None = None,
 ) -> EvalResult:
     """Mean loss and accuracy of every point ``Σ_k comb.coef[n, k]·comb.points[k]`` (nets applied with
     :func:`stability.core.nets.apply`) on ``(x, y)``, using the algebra of the combination.
@@ -414,7 +404,8 @@ def evaluate_combination(
     Points that share their layers below ``l0`` (identical at every control point they use, coefficients summing
     to 1) are evaluated together: those layers once per batch, layer ``l0`` once per control point and combined
     per point (``Σ_k c_k·(A_k h + b_k)``), the layers above per point. A point equal to one control point is
-    evaluated as that net, and equal points once. ``ts`` labels the points in the result (default ``0..n−1``)."""
+    evaluated as that net, and equal points once. ``ts`` labels the points in the result (default ``0..n−1``).
+    ``mesh``: split the batch axis over its devices (:mod:`stability.core.mesh`; ``None``: one device)."""
     points = comb.points
     if not isinstance(points, _nets.Net):
         raise ValueError(f"comb.points must be a stacked stability.core.nets.Net, got {type(points).__name__}")
@@ -439,7 +430,15 @@ def evaluate_combination(
     n_rows = coef.shape[0]
     batch_size, chunk = choose_sizes(sample, _nets.apply, x, n_rows, batch_size=batch_size, chunk=chunk,
                                      memory_budget=memory_budget)
-    xb, yb, mb = padded_batches(x, y, batch_size)
+    n = x.shape[0]
+    put = _identity
+    if _mesh.is_sharded(mesh):
+        batch_size = _mesh.agree_min(_mesh.round_batch(batch_size, mesh))
+        xb, yb, mb, n = _mesh.batches(x, y, batch_size, mesh)
+        points = _mesh.replicate(points, mesh)
+        put = functools.partial(_mesh.replicate, mesh=mesh)
+    else:
+        xb, yb, mb = padded_batches(x, y, batch_size)
     mb = mb.astype(dtype)
     host = use_host_loop(sample)
     run = _alg_chunk_host if host else _alg_chunk
@@ -465,11 +464,10 @@ def evaluate_combination(
             rows_p = np.concatenate([part, np.full(T - part.size, part[-1])])
             C = np.zeros((T, kc[l0]))
             C[:, :sel.size] = coef[rows_p][:, sel]
-            ls, acs = run(spec, points, jnp.asarray(sel_p, jnp.int32), jnp.asarray(C, dtype), xb, yb, mb)
-            loss_u[part] = np.asarray(ls)[:part.size]
-            acc_u[part] = np.asarray(acs)[:part.size]
+            ls, acs = run(spec, points, put(jnp.asarray(sel_p, jnp.int32)), put(jnp.asarray(C, dtype)), xb, yb, mb)
+            loss_u[part] = _mesh.to_host(ls)[:part.size]
+            acc_u[part] = _mesh.to_host(acs)[:part.size]
             bar.advance(part.size)
-    n = x.shape[0]
     loss_arr = loss_u[inverse] / n
     acc_arr = acc_u[inverse] / n if classify else np.full(n_pts, np.nan)
     if not np.all(np.isfinite(loss_arr)):
@@ -493,6 +491,7 @@ def evaluate(
     progress: bool = False,
     algebra: Algebra = "auto",
     precision: Precision = "fp32",
+    mesh: Mesh | None = None,
 ) -> EvalResult:
     """Mean loss and accuracy of ``apply_fn(point_fn(theta, t), ·)`` on ``(x, y)`` for every ``t``.
 
@@ -501,6 +500,9 @@ def evaluate(
     ``algebra``: ``"auto"`` uses :func:`evaluate_combination` when ``point_fn`` declares its combination
     (:func:`describes`) over nets applied with :func:`stability.core.nets.apply`; ``"off"`` evaluates every point
     as a whole net; ``"require"`` raises if the algebra does not apply. ``precision``: see :data:`PRECISIONS`.
+    ``mesh`` (:func:`stability.core.mesh.make_mesh`): the batch axis is split over its devices, ``theta`` is
+    replicated; under several processes ``x`` and ``y`` are this process's rows (:func:`stability.core.mesh.batches`).
+    ``None`` or one device: the one-device program.
     """
     if algebra not in ("auto", "off", "require"):
         raise ValueError(f"algebra must be 'auto', 'off' or 'require', got {algebra!r}")
@@ -520,7 +522,8 @@ def evaluate(
         comb = describe(point_fn, theta, ts_np) if apply_fn is _nets.apply else None
         if comb is not None and isinstance(comb.points, _nets.Net):
             return evaluate_combination(comb, x, y, ts=ts_np, loss=loss, batch_size=batch_size, chunk=chunk,
-                                        memory_budget=memory_budget, precision=precision, progress=progress)
+                                        memory_budget=memory_budget, precision=precision, progress=progress,
+                                        mesh=mesh)
         if algebra == "require":
             raise ValueError("algebra='require' but the point function declares no combination of nets applied "
                              "with stability.core.nets.apply (see stability.core.evaluate.describes)")
@@ -531,8 +534,16 @@ def evaluate(
         check_targets(y, n_out, loss, "y")
     batch_size, chunk = choose_sizes(sample, apply_fn, x, ts_np.size, batch_size=batch_size, chunk=chunk,
                                      memory_budget=memory_budget)
-    xb, yb, mb = padded_batches(x, y, batch_size)
     dtype = jax.tree_util.tree_leaves(sample)[0].dtype
+    n = x.shape[0]
+    put = _identity
+    if _mesh.is_sharded(mesh):
+        batch_size = _mesh.agree_min(_mesh.round_batch(batch_size, mesh))
+        xb, yb, mb, n = _mesh.batches(x, y, batch_size, mesh)
+        theta = _mesh.replicate(theta, mesh)
+        put = functools.partial(_mesh.replicate, mesh=mesh)
+    else:
+        xb, yb, mb = padded_batches(x, y, batch_size)
     mb = mb.astype(dtype)
     losses, accs = [], []
     run_chunk = _eval_chunk_host if use_host_loop(sample) else _eval_chunk
@@ -540,17 +551,20 @@ def evaluate(
     # balanced chunks: pad at most (number of chunks − 1) points, not chunk − 1
     with jax.default_matmul_precision(matmul):
         for padded, m in padded_chunks(ts_np, chunk, balanced=True):
-            ls, acs = run_chunk(point_fn, apply_fn, loss, classify, theta, jnp.asarray(padded, dtype), xb, yb, mb)
-            losses.append(np.asarray(ls)[:m])
-            accs.append(np.asarray(acs)[:m])
+            ls, acs = run_chunk(point_fn, apply_fn, loss, classify, theta, put(jnp.asarray(padded, dtype)), xb, yb, mb)
+            losses.append(_mesh.to_host(ls)[:m])
+            accs.append(_mesh.to_host(acs)[:m])
             bar.advance(m)
-    n = x.shape[0]
     loss_arr = np.concatenate(losses) / n
     acc_arr = np.concatenate(accs) / n if classify else np.full(ts_np.size, np.nan)
     if not np.all(np.isfinite(loss_arr)):
         bad = ts_np[~np.isfinite(loss_arr)]
         raise FloatingPointError(f"non-finite loss at t = {bad[:5].tolist()} (weights or data contain NaN/inf?)")
     return EvalResult(ts_np, loss_arr, acc_arr)
+
+
+def _identity(a: Any) -> Any:
+    return a
 
 
 def evaluate_nets(nets: Sequence[_nets.Net] | _nets.Net, x: Array, y: Array, **kw) -> EvalResult:

@@ -15,8 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from stability.core import checks as _checks
+from stability.core import mesh as _mesh
 from stability.core import nets as _nets
 from stability.core.checkpoint import CheckpointError, load, save
 from stability.core.hostloop import run_steps, use_host_loop
@@ -255,9 +257,12 @@ class _FitSpec:
     rates: tuple[float, ...]
     loss: Loss
     schedule: optax.Schedule | None
+    mesh: Mesh | None = None  # several devices: each minibatch split over them (data parallel)
 
 
 def _loss_fn(spec: _FitSpec, params: _nets.Net, xs: Array, ys: Array, key: Array) -> Array:
+    if spec.mesh is not None:
+        xs, ys = _mesh.constrain_rows(xs, spec.mesh), _mesh.constrain_rows(ys, spec.mesh)
     scales = dropout_scales(key, params, xs, spec.rates, spec.cfg.channelwise) if any(spec.rates) else None
     out = _nets.forward(params, xs, scales)[-1]
     value = spec.loss.mean(out, ys)
@@ -292,6 +297,10 @@ def _test_metrics(loss: Loss, params: _nets.Net, x_test: Array, y_test: Array) -
     return loss.mean(out, y_test), acc
 
 
+def _same(a: Any) -> Any:
+    return a
+
+
 def fit(
     net: _nets.Net | TrainState,
     x: Array,
@@ -304,6 +313,7 @@ def fit(
     schedule: optax.Schedule | None = None,
     snapshot_at: Sequence[int] = (),
     snapshot_state: bool = False,
+    mesh: Mesh | None = None,
 ) -> tuple[_nets.Net, History]:
     """Train ``net`` on ``(x, y)`` for ``cfg.steps`` minibatch steps; returns ``(net, history)``.
 
@@ -315,7 +325,10 @@ def fit(
     go to the ``stability.progress`` logger. ``schedule`` (a function of the 0-based optimizer step) overrides
     ``cfg.schedule``, e.g. for FGE's cyclic rate; the nets after the (1-based, counted from this call's start)
     steps in ``snapshot_at`` are returned in ``history.snapshots`` — as :class:`TrainState` with
-    ``snapshot_state``.
+    ``snapshot_state``. ``mesh`` (:func:`stability.core.mesh.make_mesh`, data parallel): each minibatch is split
+    over its devices (``cfg.batch_size`` a multiple of the device count), weights and optimizer state replicated,
+    gradients reduced by XLA; under several processes every process passes the whole training set. ``None`` or one
+    device: the one-device program.
     """
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
@@ -345,7 +358,12 @@ def fit(
     if snaps and not 1 <= snaps[0] <= snaps[-1] <= cfg.steps:
         raise ValueError(f"snapshot steps must lie in 1..{cfg.steps}, got {snaps}")
     batch = min(cfg.batch_size, x.shape[0])
-    spec = _FitSpec(dataclasses.replace(cfg, seed=0, log_every=1, dropout=0.0), rates, loss, schedule)
+    sharded = _mesh.is_sharded(mesh)
+    if sharded and batch % mesh.size:
+        raise ValueError(f"cfg.batch_size ({batch}) must be a multiple of the mesh's {mesh.size} devices")
+    spec = _FitSpec(dataclasses.replace(cfg, seed=0, log_every=1, dropout=0.0), rates, loss, schedule,
+                    mesh if sharded else None)
+    put = functools.partial(_mesh.replicate, mesh=mesh) if sharded else _same
 
     host_loop = use_host_loop(net)
 
@@ -365,6 +383,8 @@ def fit(
             raise ValueError(f"the TrainState's optimizer state does not fit optimizer {cfg.optimizer!r}:\n{got}\n"
                              f"expected\n{want}")
         opt_state, start = state.opt_state, int(state.step)
+    if sharded:
+        x, y, params, opt_state = put((x, y, params, opt_state))
     hist = History()
     done = 0
     block: list[Array] = []
@@ -377,7 +397,7 @@ def fit(
         key, sub = jax.random.split(key)
         (params, opt_state), values = run_steps(  # conv nets on CPU step from Python: see stability.core.hostloop
             lambda c, i: _run_block(spec, x, y, c, i), lambda c, i: _one_step(spec, x, y, c, i), (params, opt_state),
-            (jnp.asarray(order.take(k)), jax.random.split(sub, k)), host_loop)
+            put((jnp.asarray(order.take(k)), jax.random.split(sub, k))), host_loop)
         done += k
         block.append(values)
         if done in snaps:

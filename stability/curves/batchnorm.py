@@ -21,6 +21,9 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
+
+from stability.core import mesh as _mesh
 
 Array = jax.Array
 
@@ -187,15 +190,23 @@ class BNPoint:
 
 
 def bn_point_theta(inner_theta: Any, model: Any, variables_example: dict[str, Any], x_train: Array,
-                   batch_size: int = 256, key: Array | None = None) -> tuple[Any, Array, Any]:
+                   batch_size: int = 256, key: Array | None = None, *, mesh: Mesh | None = None
+                   ) -> tuple[Any, Array, Any]:
     """``theta`` for :class:`BNPoint`: the inner theta, the training data cut into full batches, the momenta
-    (probed on ``variables_example``, e.g. one end model's ``module.init`` variables)."""
+    (probed on ``variables_example``, e.g. one end model's ``module.init`` variables). With a ``mesh`` of several
+    devices (:mod:`stability.core.mesh`; ``batch_size`` a multiple of its size) the batches are split over its
+    devices, so the recompute inside :func:`stability.core.evaluate.evaluate` (same ``mesh``) reduces each
+    batch's statistics across devices."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if _mesh.is_sharded(mesh) and batch_size % mesh.size:
+        raise ValueError(f"batch_size ({batch_size}) must be a multiple of the mesh's {mesh.size} devices")
     n = (x_train.shape[0] // batch_size) * batch_size
     if n == 0:
         raise ValueError(f"need at least one full batch of {batch_size} training samples for the BN recompute, "
                          f"got {x_train.shape[0]}")
     xb = jnp.asarray(x_train[:n]).reshape((n // batch_size, batch_size) + x_train.shape[1:])
     momentum = bn_momentum(model, variables_example, xb[0], key)
+    if _mesh.is_sharded(mesh):
+        (xb,) = _mesh.shard_batches(xb, mesh=mesh)
     return inner_theta, xb, momentum

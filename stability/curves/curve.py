@@ -32,7 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
+from stability.core import mesh as _mesh
 from stability.core.evaluate import describes
 from stability.core.hostloop import run_steps, use_host_loop
 from stability.core.nets import Net
@@ -316,6 +318,7 @@ class CurveTrainSpec:
     fix_ends: bool
     schedule: optax.Schedule | None = None
     takes_rng: bool = False
+    mesh: Mesh | None = None  # several devices: each minibatch split over them (data parallel)
 
 
 def _sq_norm(tree: Any) -> Array:
@@ -331,6 +334,8 @@ def _objective(spec: CurveTrainSpec, trainable: Any, frozen_ends: Any, xs: Array
         ends, bends = trainable
     curve = Curve(tuple(ends), bends, spec.kind, spec.fix_ends)
     weights = point(curve, t)
+    if spec.mesh is not None:
+        xs, ys = _mesh.constrain_rows(xs, spec.mesh), _mesh.constrain_rows(ys, spec.mesh)
     out = spec.apply_fn(weights, xs, key) if spec.takes_rng else spec.apply_fn(weights, xs)
     value = spec.loss.mean(out, ys)
     if spec.weight_decay:
@@ -391,6 +396,7 @@ def train_curve(
     penalty: Penalty = "point",
     schedule: optax.Schedule | None = None,
     progress: bool = True,
+    mesh: Mesh | None = None,
 ) -> tuple[Curve, History]:
     """Train the bends on eq. (3) of Garipov et al.: each step draws a minibatch and one fresh
     ``t ∼ U(0, 1)`` and takes a gradient step on :func:`curve_objective` — ``L(φ_θ(t))`` plus the weight-decay
@@ -405,7 +411,9 @@ def train_curve(
     be hashable (a module-level function or a frozen dataclass); one with a true ``takes_rng`` attribute is
     called ``apply_fn(weights, x, key)`` with a fresh key per step (dropout). The compiled program is cached per
     (apply_fn, loss, settings, shapes), so restarts do not recompile. Deterministic from ``cfg.seed`` (minibatch
-    order: NumPy generator; ``t`` and keys: ``jax.random``). Returns ``(trained curve, history)``.
+    order: NumPy generator; ``t`` and keys: ``jax.random``). Returns ``(trained curve, history)``. ``mesh``
+    (:func:`stability.core.mesh.make_mesh`, data parallel): each minibatch split over its devices, as in
+    :func:`stability.core.train.fit`.
     """
     if not isinstance(cfg, TrainConfig):  # a TrainConfig checks its own fields when it is made
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
@@ -423,14 +431,21 @@ def train_curve(
                             lr=float(cfg.lr), momentum=float(cfg.momentum), schedule=cfg.schedule)
     sched = schedule if schedule is not None else make_schedule(shape_cfg)
     opt = make_optimizer(shape_cfg, schedule)  # only what shapes the optimizer enters the compiled program
+    n = x.shape[0]
+    batch = min(int(cfg.batch_size), n)
+    sharded = _mesh.is_sharded(mesh)
+    if sharded and batch % mesh.size:
+        raise ValueError(f"cfg.batch_size ({batch}) must be a multiple of the mesh's {mesh.size} devices")
     spec = CurveTrainSpec(apply_fn, get_loss(cfg.loss), shape_cfg, float(cfg.weight_decay), penalty, curve.kind,
-                          curve.fix_ends, schedule, bool(getattr(apply_fn, "takes_rng", False)))
+                          curve.fix_ends, schedule, bool(getattr(apply_fn, "takes_rng", False)),
+                          mesh if sharded else None)
     frozen = tuple(curve.ends)
     trainable = curve.bends if curve.fix_ends else (frozen, curve.bends)
     opt_state = opt.init(trainable)
     dtype = jax.tree_util.tree_leaves(curve.ends[0])[0].dtype
-    n = x.shape[0]
-    batch = min(int(cfg.batch_size), n)
+    put = functools.partial(_mesh.replicate, mesh=mesh) if sharded else (lambda a: a)
+    if sharded:
+        x, y, frozen, trainable, opt_state = put((x, y, frozen, trainable, opt_state))
     key = jax.random.PRNGKey(cfg.seed)
     order = MinibatchOrder(n, batch, cfg.seed)
     steps, log_every = int(cfg.steps), int(cfg.log_every)
@@ -446,7 +461,7 @@ def train_curve(
         keys = jax.random.split(jax.random.fold_in(sub, 1), k)
         (trainable, opt_state), values = run_steps(  # conv nets on CPU step from Python: see stability.core.hostloop
             lambda c, i: _train_block(spec, frozen, x, y, c, i), lambda c, i: _train_step(spec, frozen, x, y, c, i),
-            (trainable, opt_state), (jnp.asarray(order.take(k)), ts, keys), host_loop)
+            (trainable, opt_state), put((jnp.asarray(order.take(k)), ts, keys)), host_loop)
         done += k
         mean_loss = float(jnp.mean(values))
         if not np.isfinite(mean_loss):

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from stability.core import checks as _checks
 from stability.core import nets as _nets
@@ -184,7 +185,7 @@ class BudgetRuns:
 
 def compare_budgets(make_net: Callable[[int], _nets.Net], data: Any, cfg: TrainConfig, *, budgets: Sequence[int],
                     fge_cycle: int, fge_alphas: tuple[float, float], sse_snapshots: int = 2,
-                    fge_pretrain: float = 0.75, return_members: bool = False
+                    fge_pretrain: float = 0.75, return_members: bool = False, mesh: Mesh | None = None
                     ) -> list[dict[str, Any]] | tuple[list[dict[str, Any]], BudgetRuns]:
     """Garipov Table 1 protocol: a budget ``B = cfg.steps`` steps is one run; for a budget ``k·B`` each method
     is run ``k`` times from random initialisations (seeds ``cfg.seed + r``) and the models gathered from
@@ -197,7 +198,8 @@ def compare_budgets(make_net: Callable[[int], _nets.Net], data: Any, cfg: TrainC
     per method are trained. ``data`` is a :class:`Dataset`.
 
     Returns one row per (budget, method): ``budget``, ``method``, ``members``, test ``error`` (%) and
-    ``nll``; with ``return_members`` also the :class:`BudgetRuns`.
+    ``nll``; with ``return_members`` also the :class:`BudgetRuns`. ``mesh``: every run data parallel over its
+    devices (:func:`stability.core.train.fit`).
     """
     budgets = _checks.int_tuple("budgets", budgets, 1)
     _checks.number("fge_pretrain", fge_pretrain, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
@@ -226,14 +228,15 @@ def compare_budgets(make_net: Callable[[int], _nets.Net], data: Any, cfg: TrainC
         c = dataclasses.replace(cfg, seed=cfg.seed + r)
         emit(f"run {r + 1}/{max(budgets)} (seed {c.seed}): Ind, SSE ({sse_snapshots} snapshots), "
              f"FGE (from the Ind run at step {pre_steps}, cycle {fge_cycle})")
-        net, hist = fit(make_net(c.seed), x, y, c, progress=False, snapshot_at=[pre_steps], snapshot_state=True)
+        net, hist = fit(make_net(c.seed), x, y, c, progress=False, snapshot_at=[pre_steps], snapshot_state=True,
+                        mesh=mesh)
         runs["Ind"].append([net])
         state = hist.snapshots[0]
         handover.append(state)
-        sse, _ = snapshot_ensemble(make_net(c.seed), x, y, c, cycles=sse_snapshots, progress=False)
+        sse, _ = snapshot_ensemble(make_net(c.seed), x, y, c, cycles=sse_snapshots, progress=False, mesh=mesh)
         runs["SSE"].append(sse)
         members, _ = fge(state, x, y, dataclasses.replace(c, steps=cfg.steps - pre_steps), cycle=fge_cycle,
-                         alpha1=fge_alphas[0], alpha2=fge_alphas[1], progress=False)
+                         alpha1=fge_alphas[0], alpha2=fge_alphas[1], progress=False, mesh=mesh)
         runs["FGE"].append(members)
     rows = []
     for k in budgets:

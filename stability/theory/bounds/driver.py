@@ -12,6 +12,7 @@ one ``t*``) or the sub-interval budget is spent. Pieces with a PROVED claim (fro
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Any, Literal, Sequence
@@ -19,7 +20,9 @@ from typing import Any, Literal, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
+from stability.core import mesh as _mesh
 from stability.core import nets as _nets
 from stability.core.progress import get_logger
 from stability.core.evaluate import padded_batches
@@ -136,7 +139,7 @@ class _Problem:
     """Validated inputs and the per-piece data the bisection needs (host side)."""
 
     def __init__(self, curve: PolyCurve, x, y, loss: Loss, claims, method: str, per_round: int,
-                 batch_size: int | None, sound: bool, relax: bool) -> None:
+                 batch_size: int | None, sound: bool, relax: bool, mesh: Mesh | None = None) -> None:
         if not isinstance(curve, PolyCurve):
             raise ValueError(f"curve must be a stability.core.polycurve.PolyCurve, got {type(curve).__name__}")
         if not isinstance(curve.points, _nets.Net):
@@ -208,6 +211,13 @@ class _Problem:
         self.s_max = s_max
         xb, tb, mb = padded_batches(jnp.asarray(x), jnp.asarray(target), self.batch)
         self.xb, self.tb, self.mb = xb, tb, mb.astype(jnp.float64)
+        self.put = lambda a: a  # noqa: E731
+        if _mesh.is_sharded(mesh):  # samples split over the devices; the outward-rounded sums hold in any order
+            self.batch = _mesh.round_batch(self.batch, mesh)
+            xb, tb, mb = padded_batches(jnp.asarray(x), jnp.asarray(target), self.batch)
+            self.xb, self.tb, self.mb = _mesh.shard_batches(xb, tb, mb.astype(jnp.float64), mesh=mesh)
+            self.pts = _mesh.replicate(self.pts, mesh)
+            self.put = functools.partial(_mesh.replicate, mesh=mesh)
 
     def global_t(self, j: np.ndarray, u: np.ndarray) -> np.ndarray:
         lo, hi = self.breaks[j], self.breaks[j + 1]
@@ -225,8 +235,8 @@ class _Problem:
             pad = S - p.size
             p, um, dl = (np.concatenate([v, np.repeat(v[:1], pad)]) for v in (p, um, dl))
             c, rho, sigma = taylor_coefficients(self.pcoef[p], um, dl, self.spec.sound)
-            sub = Subintervals(jnp.asarray(self.idx[p]), jnp.asarray(c), jnp.asarray(rho), jnp.asarray(sigma),
-                               jnp.asarray(dl))
+            sub = self.put(Subintervals(jnp.asarray(self.idx[p]), jnp.asarray(c), jnp.asarray(rho),
+                                        jnp.asarray(sigma), jnp.asarray(dl)))
             u_minus, u_plus, lo = run_program(self.spec, self.pts, self.xb, self.tb, self.mb, sub, self.host_loop)
             n = S - pad
             # an overflow (inf − inf) may leave NaN: a NaN upper bound is replaced by +inf, a lower by −inf
@@ -254,6 +264,7 @@ def max_loss_bound(
     per_round: int = 31,
     batch_size: int | None = None,
     progress: bool = False,
+    mesh: Mesh | None = None,
     _sound: bool = True,
     _relax: bool = True,
 ) -> BoundResult:
@@ -264,7 +275,10 @@ def max_loss_bound(
     does it for a :class:`~stability.theory.paths.Path`. ``method``: ``taylor`` (first-order Taylor models in t,
     default) or ``interval``. ``max_subintervals``: the largest partition of the propagated pieces;
     ``per_round``: how many of the worst sub-intervals are bisected per round. ``_sound``/``_relax`` switch off
-    the rounding margins / the ReLU relaxation — UNSOUND, for negative controls only.
+    the rounding margins / the ReLU relaxation — UNSOUND, for negative controls only. ``mesh``
+    (:func:`stability.core.mesh.make_mesh`, one process): the samples of every batch are split over its devices
+    (the batch rounded up to a multiple of the device count); each sum over samples is rounded outward with a
+    margin that holds for any order of addition, so the bound stays certified.
     """
     t_start = time.perf_counter()
     lossobj = get_loss(loss) if isinstance(loss, (str, Loss)) else None
@@ -282,8 +296,11 @@ def max_loss_bound(
         raise ValueError(f"method must be 'taylor' or 'interval', got {method!r}")
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    if _mesh.is_sharded(mesh) and jax.process_count() > 1:
+        raise ValueError("mesh: max_loss_bound splits samples over the devices of one process")
     with jax.enable_x64(True):
-        prob = _Problem(curve, x, y, lossobj, certificate_claims, method, int(per_round), batch_size, _sound, _relax)
+        prob = _Problem(curve, x, y, lossobj, certificate_claims, method, int(per_round), batch_size, _sound, _relax,
+                        mesh)
         return _bisect(prob, float(rtol), float(atol), int(max_subintervals), int(per_round), method, progress,
                        t_start)
 

@@ -10,8 +10,10 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from stability.core import checks as _checks
+from stability.core import mesh as _mesh
 from stability.core import nets as _nets
 from stability.core.chunks import padded_chunks
 from stability.core.progress import Progress
@@ -88,7 +90,7 @@ def measure(net: _nets.Net, x, key: Array, *, p: float = 0.5, draws: int = 5,
             ts: Sequence[float] = DEFAULT_TS, tol: float = 1e-4, max_iter: int = 200,
             method: str = "lobpcg", masks: Sequence[np.ndarray] | None = None, batch_size: int | None = None,
             memory_budget: int = DEFAULT_MEMORY_BUDGET, unroll: int | None = None,
-            progress: bool = True) -> Cushions:
+            progress: bool = True, mesh: Mesh | None = None) -> Cushions:
     """Every noise-stability quantity of ``net`` on the samples ``x`` (Definitions 2–4, docs/THEORY.md §6).
 
     ``p``/``draws``: Algorithm 1 dropout probability and the number of mask draws for the
@@ -97,7 +99,9 @@ def measure(net: _nets.Net, x, key: Array, *, p: float = 0.5, draws: int = 5,
     solver (``"lobpcg"`` or ``"power"``) and its stopping rule (relative residual of ``JᵀJ``,
     see :func:`spectral_norms`; ``unroll`` iterations per jitted block). Samples are processed in
     equal-size jitted chunks (``batch_size`` or a size that fits ``memory_budget``); the mask draws
-    are shared by all samples, as Definition 3 requires.
+    are shared by all samples, as Definition 3 requires. ``mesh`` (:func:`stability.core.mesh.make_mesh`, one
+    process): each chunk's samples are split over its devices (the chunk size rounded up to a multiple of the
+    device count); every quantity is per sample, so only the rounding of the solver's reductions may differ.
     """
 
     t0 = time.perf_counter()
@@ -128,10 +132,19 @@ def measure(net: _nets.Net, x, key: Array, *, p: float = 0.5, draws: int = 5,
     bs = max(1, min(bs, n))
     if not batch_size:
         bs = -(-n // -(-n // bs))    # balanced chunks: pad at most (number of chunks − 1) samples, not bs − 1
+    sharded = _mesh.is_sharded(mesh)
+    if sharded:
+        if jax.process_count() > 1:
+            raise ValueError("mesh: cushions.measure splits samples over the devices of one process; "
+                             "run it per process on that process's samples")
+        bs = _mesh.round_batch(bs, mesh)
+        net, scales = _mesh.replicate((net, scales), mesh)
     parts: list[dict[str, np.ndarray]] = []
     bar = Progress(n, "noise stability", unit="samples", enabled=progress)
     # padding repeats a real sample (no NaNs in the solver); padded rows are trimmed below
     for c, (xc, m) in enumerate(padded_chunks(x, bs, fill=x[:1])):
+        if sharded:
+            xc = _mesh.shard_rows(xc, mesh)
         st = _solve(net, xc, _seed(jax.random.fold_in(k_pow, c)), tol, max_iter, method, unroll) \
             if net.depth >= 2 else {"X": None}
         out = jax.device_get(_chunk(net, xc, scales, st["X"], jnp.asarray(tol, dtype)))
