@@ -146,6 +146,16 @@ def main() -> None:
     m4 = max_loss_bound(seg, xn, yn, mesh=mesh, **kw)
     out["bound"] = {"lower": [m1.lower, m4.lower], "upper": [m1.upper, m4.upper],
                     "subintervals": [m1.n_subintervals, m4.n_subintervals]}
+
+    # stability connect's pair loop: the straight lines and their certified bounds with and without the mesh
+    from stability.app.connect import ConnectConfig, connect
+
+    c = nets.mlp(jax.random.PRNGKey(2), [6, 12, 10, 3], dtype=f64)
+    ccfg = ConnectConfig(theorems=(), align="none", points=5, bound_budget=8)
+    c1 = connect([a, b, c], xn, yn, ccfg, progress=False)
+    c4 = connect([a, b, c], xn, yn, ccfg, progress=False, mesh=mesh)
+    out["connect"] = {k: [[p.methods["line"].sampled_max, p.methods["line"].upper, p.methods["line"].lower]
+                          for p in r.pairs] for k, r in (("one", c1), ("four", c4))}
     json.dump(out, sys.stdout)
 
 

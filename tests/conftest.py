@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import os
 import tempfile
 
@@ -26,6 +29,28 @@ if _cache:
     jax.config.update("jax_compilation_cache_dir", _cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _malloc_trim() -> None:
+    """Hand freed heap pages back to the operating system (glibc keeps them otherwise)."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """After each test module: drop JAX's in-memory compiled programs and traces (the persistent cache above
+    reloads any a later module needs) and the MNIST pickle cache, so the session's memory stays that of one
+    module rather than growing with every program the suite has ever compiled."""
+    yield
+    from stability.data import mnist
+
+    jax.clear_caches()
+    mnist.clear_cache()
+    gc.collect()
+    _malloc_trim()
 
 
 @pytest.fixture

@@ -94,6 +94,13 @@ def test_bound_search_stays_certified(four):
     assert close(l1, l4, 1e-9) and close(u1, u4, 1e-9)
 
 
+def test_connect_pairs_on_the_mesh_are_the_one_device_pairs(four):
+    one, fourd = np.asarray(four["connect"]["one"]), np.asarray(four["connect"]["four"])
+    assert one.shape == fourd.shape == (3, 3)  # 3 pairs × (sampled max, certified upper, certified lower)
+    assert close(one[:, 0], fourd[:, 0], F64_RTOL)
+    assert np.all(one[:, 2] <= fourd[:, 1]) and np.all(fourd[:, 2] <= one[:, 1]) and close(one, fourd, 1e-9)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -479,9 +479,13 @@ def cmd_fge(args: argparse.Namespace) -> int:
 
 
 def _cmd_connect(args: argparse.Namespace) -> int:
+    import jax
+
     from stability.app.connect import run_command
 
-    return run_command(args, on_start=_work_starts)
+    if args.curves or (args.narrow is None and 3 in args.theorems):  # minibatches of 128 (curve) and 64 (θ*)
+        _check_batch_devices("--devices", 64)
+    return run_command(args, on_start=_work_starts, mesh=_mesh() if jax.process_count() == 1 else None)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

@@ -433,7 +433,7 @@ def _check_nets(nets: Sequence[Any], labels: Sequence[str] | None) -> list[str]:
     return labels
 
 
-def train_narrow(net: Any, x, y, *, steps: int = 1500, seed: int = 0) -> Any:
+def train_narrow(net: Any, x, y, *, steps: int = 1500, seed: int = 0, mesh: Any = None) -> Any:
     """A narrow net θ* for Theorem 3: hidden widths ``max(1, ⌊h_i/8⌋)`` of ``net``'s architecture, trained on
     ``(x, y)`` (Adam, lr 0.01, cosine, batch 64), independent of the nets it will connect."""
     import jax
@@ -446,7 +446,7 @@ def train_narrow(net: Any, x, y, *, steps: int = 1500, seed: int = 0) -> Any:
     narrow = _nets.init(jax.random.PRNGKey(seed + 2), arch, jax.tree_util.tree_leaves(net)[0].dtype)
     cfg = TrainConfig(steps=steps, batch_size=min(64, len(x)), optimizer="adam", lr=0.01, schedule="cosine",
                       seed=seed + 2, log_every=steps)
-    narrow, _ = fit(narrow, x, y, cfg, progress=False)
+    narrow, _ = fit(narrow, x, y, cfg, progress=False, mesh=mesh)
     return narrow
 
 
@@ -461,7 +461,7 @@ def theorem3_p(net: Any, narrow: Any) -> float:
 
 
 def prepare_nets(nets: Sequence[Any], x, y, cfg: ConnectConfig, *, labels: Sequence[str] | None = None,
-                 theorem3_p_value: float | None = None, progress: bool = True) -> list[Prepared]:
+                 theorem3_p_value: float | None = None, progress: bool = True, mesh: Any = None) -> list[Prepared]:
     """Per net, once: loss and accuracy on ``(x, y)``, the greedy kept sets (Theorem 1, dropout probability
     ``cfg.p``), the cushions at ``cfg.noise_p`` (Theorem 2) and at ``theorem3_p_value`` (Theorem 3)."""
     import jax
@@ -471,7 +471,7 @@ def prepare_nets(nets: Sequence[Any], x, y, cfg: ConnectConfig, *, labels: Seque
     from stability.theory.dropout import greedy_search
 
     labels = _check_nets(nets, labels)
-    ev = evaluate_nets(list(nets), x, y)
+    ev = evaluate_nets(list(nets), x, y, mesh=mesh)
     out = [Prepared(k, labels[k], n, float(ev.loss[k]), float(ev.acc[k])) for k, n in enumerate(nets)]
     bar = Progress(len(out), "preparing nets (kept sets, cushions)", unit="nets", enabled=progress)
     for prep in out:
@@ -480,7 +480,7 @@ def prepare_nets(nets: Sequence[Any], x, y, cfg: ConnectConfig, *, labels: Seque
         if 2 in cfg.theorems or 3 in cfg.theorems:
             key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 7), prep.index)
             p0 = cfg.noise_p if 2 in cfg.theorems else float(theorem3_p_value)
-            base = cushions.measure(prep.net, x, key, p=p0, draws=cfg.cushion_draws, progress=False)
+            base = cushions.measure(prep.net, x, key, p=p0, draws=cfg.cushion_draws, progress=False, mesh=mesh)
             prep.noise[p0] = base
             if 3 in cfg.theorems and theorem3_p_value is not None and theorem3_p_value not in prep.noise:
                 prep.noise[theorem3_p_value] = cushions.remeasure_smoothness(
@@ -497,29 +497,30 @@ def pair_list(k: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(k) for j in range(i + 1, k)]
 
 
-def _bound(curve, x, y, cfg: ConnectConfig):
+def _bound(curve, x, y, cfg: ConnectConfig, mesh: Any = None):
     from stability.theory.bounds import max_loss_bound
 
-    return max_loss_bound(curve, x, y, rtol=cfg.bound_rtol, max_subintervals=cfg.bound_budget)
+    return max_loss_bound(curve, x, y, rtol=cfg.bound_rtol, max_subintervals=cfg.bound_budget, mesh=mesh)
 
 
-def _line(a: Any, b: Any, x, y, cfg: ConnectConfig, end_max: float, method: str, detail: dict[str, Any]
-          ) -> MethodResult:
+def _line(a: Any, b: Any, x, y, cfg: ConnectConfig, end_max: float, method: str, detail: dict[str, Any],
+          mesh: Any = None) -> MethodResult:
     from stability.core.evaluate import evaluate_line
     from stability.core.polycurve import PolyCurve
 
     t0 = time.perf_counter()
-    ev = evaluate_line(a, b, cfg.points, x, y)
+    ev = evaluate_line(a, b, cfg.points, x, y, mesh=mesh)
     detail = {**detail, "min_acc": float(ev.acc.min())}
     up = lo = stop = None
     if cfg.line_bounds:
-        bd = _bound(PolyCurve.segment(a, b), x, y, cfg)
+        bd = _bound(PolyCurve.segment(a, b), x, y, cfg, mesh)
         up, lo, stop = bd.upper, bd.lower, bd.stop
     return MethodResult(method, float(ev.loss.max()), cfg.points, up, lo, stop, end_max, seconds=time.perf_counter() - t0,
                         detail=detail)
 
 
-def _aligned(a: Prepared, b: Prepared, x, y, cfg: ConnectConfig, end_max: float, method: str) -> MethodResult:
+def _aligned(a: Prepared, b: Prepared, x, y, cfg: ConnectConfig, end_max: float, method: str,
+             mesh: Any = None) -> MethodResult:
     from proofs_check import certify
     from stability.theory import align
 
@@ -536,7 +537,7 @@ def _aligned(a: Prepared, b: Prepared, x, y, cfg: ConnectConfig, end_max: float,
               "changed_units": list(res.changed_units), "function_max_abs_diff": res.function_check.max_abs_diff,
               "lemma4_certificate": cert.headline(), "lemma4_proved": bool(cert.ok),
               "lemma4_widths": list(lemma4.info.path_widths)}
-    r = _line(a.net, res.aligned, x, y, cfg, end_max, method, detail)
+    r = _line(a.net, res.aligned, x, y, cfg, end_max, method, detail, mesh)
     return dataclasses.replace(r, seconds=time.perf_counter() - t0)
 
 
@@ -573,7 +574,8 @@ def _theorem(method: str, a: Prepared, b: Prepared, x, y, cfg: ConnectConfig, en
                         time.perf_counter() - t0, detail)
 
 
-def _bezier(a: Prepared, b: Prepared, x, y, cfg: ConnectConfig, end_max: float, seed: int) -> MethodResult:
+def _bezier(a: Prepared, b: Prepared, x, y, cfg: ConnectConfig, end_max: float, seed: int,
+            mesh: Any = None) -> MethodResult:
     from stability.core import nets as _nets
     from stability.core.evaluate import evaluate
     from stability.core.train import TrainConfig
@@ -582,11 +584,12 @@ def _bezier(a: Prepared, b: Prepared, x, y, cfg: ConnectConfig, end_max: float, 
     t0 = time.perf_counter()
     tc = TrainConfig(steps=cfg.curve_steps, batch_size=min(cfg.curve_batch, len(x)), optimizer="adam", lr=cfg.curve_lr,
                      schedule="cosine", seed=seed, log_every=max(1, cfg.curve_steps // 4))
-    curve, hist = curves.train_curve(curves.bezier(a.net, b.net, 1), _nets.apply, x, y, tc, progress=False)
-    ev = evaluate(curves.curve_point, curve, np.linspace(0.0, 1.0, cfg.points), x, y)
+    curve, hist = curves.train_curve(curves.bezier(a.net, b.net, 1), _nets.apply, x, y, tc, progress=False,
+                                     mesh=mesh)
+    ev = evaluate(curves.curve_point, curve, np.linspace(0.0, 1.0, cfg.points), x, y, mesh=mesh)
     up = lo = stop = None
     if cfg.line_bounds:
-        bd = _bound(curves.as_polycurve(curve), x, y, cfg)
+        bd = _bound(curves.as_polycurve(curve), x, y, cfg, mesh)
         up, lo, stop = bd.upper, bd.lower, bd.stop
     return MethodResult("bezier", float(ev.loss.max()), cfg.points, up, lo, stop, end_max,
                         seconds=time.perf_counter() - t0,
@@ -594,10 +597,11 @@ def _bezier(a: Prepared, b: Prepared, x, y, cfg: ConnectConfig, end_max: float, 
 
 
 def connect_pair(a: Prepared, b: Prepared, x, y, cfg: ConnectConfig, *, narrow: Any = None,
-                 p3: float | None = None) -> PairResult:
+                 p3: float | None = None, mesh: Any = None) -> PairResult:
     """Every method of ``cfg.methods`` between ``a.net`` and ``b.net`` on ``(x, y)`` (a pure function of its
     inputs: its random draws come from ``cfg.seed`` and the pair's indices, so pairs may run in any order or
-    on any device)."""
+    on any device). ``mesh`` (:func:`stability.core.mesh.make_mesh`) splits the samples of the lines, the
+    Bezier curve and their certified bounds over its devices; the theorem checks run on one device."""
     import jax
 
     t0 = time.perf_counter()
@@ -606,13 +610,13 @@ def connect_pair(a: Prepared, b: Prepared, x, y, cfg: ConnectConfig, *, narrow: 
     out: dict[str, MethodResult] = {}
     for m in cfg.methods:
         if m == "line":
-            out[m] = _line(a.net, b.net, x, y, cfg, end_max, m, {})
+            out[m] = _line(a.net, b.net, x, y, cfg, end_max, m, {}, mesh)
         elif m.startswith("aligned"):
-            out[m] = _aligned(a, b, x, y, cfg, end_max, m)
+            out[m] = _aligned(a, b, x, y, cfg, end_max, m, mesh)
         elif m.startswith("theorem"):
             out[m] = _theorem(m, a, b, x, y, cfg, end_max, jax.random.fold_in(key, int(m[-1])), narrow, p3)
         else:
-            out[m] = _bezier(a, b, x, y, cfg, end_max, cfg.seed + 1000 * a.index + b.index)
+            out[m] = _bezier(a, b, x, y, cfg, end_max, cfg.seed + 1000 * a.index + b.index, mesh)
         bad = out[m].consistent
         if bad is False:
             _log.warning(f"pair ({a.index}, {b.index}), {m}: certified upper {out[m].upper} is below the sampled "
@@ -621,7 +625,7 @@ def connect_pair(a: Prepared, b: Prepared, x, y, cfg: ConnectConfig, *, narrow: 
 
 
 def connect(nets: Sequence[Any], x, y, cfg: ConnectConfig = ConnectConfig(), *, labels: Sequence[str] | None = None,
-            narrow: Any = None, data: str = "", progress: bool = True) -> ConnectResult:
+            narrow: Any = None, data: str = "", progress: bool = True, mesh: Any = None) -> ConnectResult:
     """Connect every pair of ``nets`` (one architecture, ≥ 2) by every method of ``cfg`` on the samples
     ``(x, y)``; see the module docstring. ``narrow``: Theorem 3's θ* (default: :func:`train_narrow` on
     ``(x, y)``)."""
@@ -636,18 +640,19 @@ def connect(nets: Sequence[Any], x, y, cfg: ConnectConfig = ConnectConfig(), *, 
     if 3 in cfg.theorems:
         if narrow is None:
             _log.info(f"training the narrow net θ* for Theorem 3 ({cfg.narrow_steps} steps)")
-            narrow = train_narrow(nets[0], x, y, steps=cfg.narrow_steps, seed=cfg.seed)
+            narrow = train_narrow(nets[0], x, y, steps=cfg.narrow_steps, seed=cfg.seed, mesh=mesh)
         p3 = theorem3_p(nets[0], narrow)
         from stability.core import nets as _nets
         from stability.core.evaluate import evaluate_nets
 
-        narrow_info = {"widths": list(_nets.widths(narrow)), "p": p3, "loss": float(evaluate_nets([narrow], x, y).loss[0])}
-    prepared = prepare_nets(nets, x, y, cfg, labels=labels, theorem3_p_value=p3, progress=progress)
+        narrow_info = {"widths": list(_nets.widths(narrow)), "p": p3,
+                       "loss": float(evaluate_nets([narrow], x, y, mesh=mesh).loss[0])}
+    prepared = prepare_nets(nets, x, y, cfg, labels=labels, theorem3_p_value=p3, progress=progress, mesh=mesh)
     tasks = pair_list(len(prepared))
     bar = Progress(len(tasks), "connecting pairs", unit="pairs", enabled=progress)
     pairs = []
     for i, j in tasks:  # independent tasks: a device mesh may map connect_pair over them
-        pairs.append(connect_pair(prepared[i], prepared[j], x, y, cfg, narrow=narrow, p3=p3))
+        pairs.append(connect_pair(prepared[i], prepared[j], x, y, cfg, narrow=narrow, p3=p3, mesh=mesh))
         bar.advance(1, pair=f"{labels[i]}–{labels[j]}")
     return ConnectResult(labels, [p.to_dict() for p in prepared], pairs, cfg, data, int(len(x)),
                          time.perf_counter() - t0, narrow_info)
@@ -831,7 +836,7 @@ def _load_data(arch: Any, name: str, source: str | None):
     return data.load(name, **kw)
 
 
-def run_command(args: argparse.Namespace, on_start: Callable[[], None] | None = None) -> int:
+def run_command(args: argparse.Namespace, on_start: Callable[[], None] | None = None, mesh: Any = None) -> int:
     """``stability connect A.npz B.npz … --out DIR``: load, connect, write the report."""
     from stability.app.report import Report, check_out_dir
     from stability.core import checkpoint
@@ -875,7 +880,7 @@ def run_command(args: argparse.Namespace, on_start: Callable[[], None] | None = 
     if on_start is not None:
         on_start()
     with report.running():
-        res = connect(nets, x, y, cfg, labels=labels, narrow=narrow, data=what)
+        res = connect(nets, x, y, cfg, labels=labels, narrow=narrow, data=what, mesh=mesh)
         path = write_report(res, args.out, command=command, report=report)
     _log.info(f"wrote {path}, {Path(args.out) / 'summary.json'}, {Path(args.out) / 'matrices.json'} and heat maps")
     return 0
