@@ -174,8 +174,8 @@ class FlopCounter:
 # --------------------------------------------------------------------------- nets and data
 
 
-def digits_conv(seed: int):
-    """Digits 8×8×1 images and a conv net 16-16-16 (max pool after the first) trained for 600 SGD steps."""
+def digits_conv(seed: int, steps: int = 600):
+    """Digits 8×8×1 images and a conv net 16-16-16 (max pool after the first) trained for ``steps`` SGD steps."""
     from stability import data
     from stability.core.train import TrainConfig, fit
 
@@ -183,9 +183,9 @@ def digits_conv(seed: int):
     x = np.concatenate([ds.x_train, ds.x_test])
     y = np.concatenate([ds.y_train, ds.y_test])
     net = nets.conv(jax.random.PRNGKey(seed), (8, 8, 1), (16, 16, 16), 10, pool=("max", None, None))
-    net, _ = fit(net, ds.x_train, ds.y_train, TrainConfig(steps=600, batch_size=64, optimizer="sgd", lr=0.05,
-                                                          seed=seed, log_every=600), progress=False)
-    return net, x, y, "conv 8×8×1 → 16 (max pool) → 16 → 16 → 10, trained 600 SGD steps on digits"
+    net, _ = fit(net, ds.x_train, ds.y_train, TrainConfig(steps=steps, batch_size=64, optimizer="sgd", lr=0.05,
+                                                          seed=seed, log_every=steps), progress=False)
+    return net, x, y, f"conv 8×8×1 → 16 (max pool) → 16 → 16 → 10, trained {steps} SGD steps on digits"
 
 
 def vgg11(seed: int, n: int, cifar: str | None):
@@ -249,6 +249,7 @@ def main() -> None:
                     help="baseline: skip start layers whose Jacobians exceed this many entries per sample")
     ap.add_argument("--pairs", type=int, default=7, help="alternating (ours, baseline) pairs")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-steps", type=int, default=600, help="SGD steps of the digits conv net (not --vgg11)")
     ap.add_argument("--out", help="append the result table to this markdown file")
     args = ap.parse_args()
     gpu = jax.devices()[0].platform == "gpu"
@@ -256,7 +257,9 @@ def main() -> None:
     if args.vgg11:
         net, x, _, what = vgg11(args.seed, args.n or 10000, args.cifar)
     else:
-        net, x, _, what = digits_conv(args.seed)
+        if args.train_steps < 1:
+            ap.error(f"--train-steps must be ≥ 1, got {args.train_steps}")
+        net, x, _, what = digits_conv(args.seed, args.train_steps)
         x = x[:args.n or 1024]
     x = jnp.asarray(x, jnp.float32)
     n = x.shape[0]

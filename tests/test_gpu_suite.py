@@ -1,0 +1,47 @@
+"""``benchmarks/gpu_suite.sh --smoke`` runs every benchmark part end to end at tiny sizes and writes every table;
+a failing part, and an unknown argument, make it exit non-zero."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+SUITE = ROOT / "benchmarks" / "gpu_suite.sh"
+TABLES = ["bench_evaluate", "bench_cushions", "bench_curves", "bench_bounds", "bench_paths", "bench_vgg_plan"]
+
+
+def _run(*args: str, env_extra: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH="", **(env_extra or {}))
+    return subprocess.run(["bash", str(SUITE), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_smoke_suite_runs_every_part_and_a_failing_part_fails_it(tmp_path):
+    out = tmp_path / "ok"
+    r = _run("--smoke", "--out-dir", str(out))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for name in TABLES:
+        text = (out / f"{name}_smoke.md").read_text()
+        assert "### " in text and "| " in text, name          # a heading with the command and a table
+    summary = (out / "gpu_suite_summary.md").read_text()
+    assert summary.count("| ran |") == len(TABLES), summary
+    assert not (ROOT / "benchmarks" / "results" / "bench_paths_smoke.md").exists()
+
+    # negative control: a part handed an invalid flag fails, the other one still runs, the suite exits non-zero
+    bad = tmp_path / "bad"
+    r = _run("--smoke", "--parts", "evaluate,paths", "--out-dir", str(bad), env_extra={"BENCH_SUITE_FAIL": "paths"})
+    assert r.returncode == 1, r.stdout[-2000:]
+    summary = (bad / "gpu_suite_summary.md").read_text()
+    assert "| paths |" in summary and "FAILED (exit 2)" in summary, summary
+    assert summary.count("| ran |") == 1 and "| evaluate |" in summary, summary
+
+
+def test_unknown_argument_part_and_results_dir_are_refused():
+    r = _run("--smok")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "unknown argument '--smok'" in r.stderr
+    r = _run("--smoke", "--parts", "paths,nope")
+    assert r.returncode == 2 and "unknown part 'nope'" in r.stderr
+    r = _run("--smoke", "--out-dir", str(ROOT / "benchmarks" / "results"))
+    assert r.returncode == 2 and "never writes into benchmarks/results" in r.stderr
