@@ -101,7 +101,7 @@ def test_thm4_quick_exact_facts_and_positive_barriers(tmp_path):
 def test_theorem1_quick_holds_on_two_conv_nets(tmp_path_factory):
     """``kuditipudi-thm1 --quick`` (digits stand-in): every segment proved, the bound holds for every t, the
     straight line is higher than the path."""
-    out, headline = quick_run(tmp_path_factory, "kuditipudi-thm1")
+    out, headline = quick_run(tmp_path_factory, "kuditipudi-thm1", {"n_eval": "128"})  # the bound: 128 images
     s = summary(out)
     v = s["theorem1"]["verdict"]
     assert headline["verdict"] == v["verdict"] == "holds", v["reason"]

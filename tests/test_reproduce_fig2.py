@@ -20,9 +20,13 @@ def _same_float32(a: float, b: float) -> bool:
     return a == pytest.approx(b, rel=1e-6, abs=1e-7)
 
 
+BOUND_BUDGET = 8
+
+
 @pytest.fixture(scope="module")
 def fig2_run(tmp_path_factory):
-    out, headline = quick_run(tmp_path_factory, "kuditipudi-fig2")
+    # the quick scale, with a smaller budget for the certified maximum (its own tests are in test_bounds.py)
+    out, headline = quick_run(tmp_path_factory, "kuditipudi-fig2", {"bound_subintervals": str(BOUND_BUDGET)})
     return out, headline, summary(out), (out / "report.md").read_text()
 
 
@@ -37,7 +41,8 @@ def test_report_files_paper_column_and_provenance(fig2_run):
         assert f"]({f})" in md
     meta = s["meta"]
     assert meta["seed"] == 0 and meta["quick"] is True and meta["wall_seconds"] > 0
-    assert meta["scale_settings"] == json.loads(json.dumps(dataclasses.asdict(fig2.QUICK)))
+    assert meta["scale_settings"] == json.loads(json.dumps(dataclasses.asdict(
+        dataclasses.replace(fig2.QUICK, bound_subintervals=BOUND_BUDGET))))
     assert "Seed: 0" in md and f"Machine: {meta['machine']}" in md and "Wall time" in md
     assert "Scale(n_train=4000, channels=8" in md  # the scale is printed into the report
     assert meta["headline"] == json.loads(json.dumps(headline))
@@ -82,6 +87,9 @@ def test_theorem3_path_is_proved_where_it_can_be_and_ends_at_the_nets(fig2_run):
     assert v["certificate"]["no_refuted"] is True and v["n_segments"] == 13 and v["numerics_ok"] is True
     assert t["proved_segments"] == 11 and v["certificate"]["counts"] == {"proved": 11, "measured": 2, "refuted": 0}
     assert v["certified"] is False  # two Algorithm 1 segments are measured, not proved
+    cb = t["path_certified_max"]  # the certified maximum over every t, on the verdict's images, within its budget
+    assert cb["lower"] <= cb["upper"] and cb["budget"] == BOUND_BUDGET and cb["n_subintervals"] <= BOUND_BUDGET
+    assert cb["stop"] in ("tolerance", "budget") and max(cb["envelope"]["upper"]) == pytest.approx(cb["upper"])
     assert t["narrow_width"] == 1 and 1.5 * t["narrow_width"] / 8 <= t["p"] == 0.2
     la, lb = (n["loss"] for n in s["setup"]["nets"][:2])
     assert _same_float32(t["path_start_loss"], la) and _same_float32(t["path_end_loss"], lb)

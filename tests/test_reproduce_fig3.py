@@ -80,9 +80,14 @@ def test_cifar_source_is_read_as_32x32x3_images(tmp_path):
 # --------------------------------------------------------------------------- the quick run
 
 
+SAMPLES = 24  # noise-stability samples of the quick run here (the quick scale: 48)
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    return quick_run(tmp_path_factory, "kuditipudi-fig3")
+    # the quick scale, with a smaller budget for the certified maximum (its own tests are in test_bounds.py)
+    return quick_run(tmp_path_factory, "kuditipudi-fig3", {"bound_subintervals": "8", "cushion_samples": str(SAMPLES),
+                                                           "cushion_batch": str(SAMPLES)})
 
 
 def test_report_files_and_paper_columns(quick):
@@ -125,6 +130,8 @@ def test_theorem3_path_is_proved_where_it_can_be_and_ends_at_the_two_nets(quick)
     v = t3["verdict"]
     assert headline["no_refuted"] is True and v["certificate"]["no_refuted"] is True
     assert v["certificate"]["counts"] == {"proved": 11, "measured": 2, "refuted": 0} and v["certified"] is False
+    cb = t3["path_certified_max"]  # the certified maximum over every t, on the verdict's images, within its budget
+    assert cb["lower"] <= cb["upper"] and cb["budget"] == 8 and cb["n_subintervals"] <= 8
     assert headline["proved_segments"] == 11
     assert headline["n_segments"] == v["n_segments"] == 13 == len(t3["claims"])
     assert t3["claims"][0] == t3["claims"][-1] == "dropout_interpolation"
@@ -146,7 +153,7 @@ def test_theorem3_path_is_proved_where_it_can_be_and_ends_at_the_two_nets(quick)
     assert 0.0 <= headline["path_min_acc"] <= 1.0
     # the verdict: decided, with ε, the empirical constant and the vacuity ratio (on the cushion samples)
     assert v["verdict"] in ("holds", "fails", "does not apply") and headline["theorem3_verdict"] == v["verdict"]
-    assert v["noise"]["lemma3"]["A"]["samples"] == fig3.QUICK.cushion_samples
+    assert v["noise"]["lemma3"]["A"]["samples"] == SAMPLES
     assert headline["epsilon"] > 0 and headline["vacuity_ratio"] > 0 and math.isfinite(headline["empirical_constant"])
     md = (out / "report.md").read_text()
     assert "**Finding.**" in md and f"**{v['verdict']}**" in md and "vacuity ratio" in md
@@ -170,7 +177,7 @@ def test_cushion_quantities_are_finite_and_in_range(quick):
     s = summary(out)
     res = s["noise_stability"]["net A"]
     d = res["depth"]
-    assert d == 5 and res["n"] == fig3.QUICK.cushion_samples and res["draws"] == fig3.QUICK.cushion_draws
+    assert d == 5 and res["n"] == SAMPLES and res["draws"] == fig3.QUICK.cushion_draws
 
     def values(q, layers):
         vals = [res[q][k][i - 1] for k in ("min", "median", "max") for i in layers]
