@@ -166,9 +166,22 @@ def files(tmp_path_factory) -> dict[str, str]:
     return make_files(tmp_path_factory.mktemp("files"))
 
 
+def _import_every_module() -> None:
+    """Import the whole package before a tripwire is set: a module imported for the first time while one is set
+    would bind the tripwire under its own name for the rest of the session (``from … import fit``)."""
+    import importlib
+    import pkgutil
+
+    import stability
+
+    for info in pkgutil.walk_packages(stability.__path__, "stability."):
+        importlib.import_module(info.name)
+
+
 @pytest.fixture()
 def no_work(monkeypatch):
     """Every expensive step of every command raises: a case that reaches one fails (exit 1), not refuses (2)."""
+    _import_every_module()
     import stability.app.demo as demo
     import stability.app.reproduce as reproduce
     import stability.core.train as train
@@ -412,6 +425,7 @@ def _call(fn: Callable[..., Any], files: dict[str, str]) -> Any:
 @pytest.fixture()
 def no_training(monkeypatch):
     """Every training loop of the library raises: an API case must be refused before one starts."""
+    _import_every_module()
     import stability.core.train as train
     import stability.curves.curve as curve
     import stability.curves.ensembles as ensembles

@@ -46,6 +46,10 @@ class TrainConfig:
     the mask is channel-wise (whole channels, Remark 1) unless ``channelwise=False``.
     ``schedule`` is ``constant``, ``cosine``, ``linear`` (to 0), ``step`` (×0.1 at 50% and 75%) or ``garipov``
     (:class:`GaripovSchedule`, per step: constant for the first half, linear decay to 1% at 90%, then 1%).
+
+    Reproducibility: with ``dropout > 0`` the masks come from one key per jitted block, and blocks end at every
+    ``log_every`` steps and at every snapshot step, so the trained net depends on ``seed``, ``log_every`` and
+    the snapshot steps (the minibatch order depends on ``seed`` only). Keep ``log_every`` fixed to reproduce a run.
     """
 
     steps: int = 1000
