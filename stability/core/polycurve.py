@@ -124,21 +124,7 @@ class PolyCurve:
 
     def point(self, t: float) -> Any:
         """``θ(t)`` as a pytree (host-side NumPy arithmetic, float64 coefficients cast to each leaf's dtype)."""
-        import jax
-
-        w = self.weights(t)[0]
-        nz = np.flatnonzero(w)
-
-        def leaf(a):
-            a = np.asarray(a)
-            if nz.size == 1 and w[nz[0]] == 1.0:
-                return a[nz[0]].copy()
-            acc = np.zeros(a.shape[1:], a.dtype)
-            for k in nz:
-                acc = acc + a.dtype.type(w[k]) * a[k]
-            return acc
-
-        return jax.tree_util.tree_map(leaf, self.points)
+        return _combine(self.points, self.weights(t)[0])
 
     @classmethod
     def segment(cls, a: Any, b: Any) -> "PolyCurve":
@@ -218,18 +204,23 @@ class Combination:
 
     def point(self, n: int) -> Any:
         """``θ_n`` as a pytree (host-side NumPy; a single unit coefficient returns that control point exactly)."""
-        import jax
+        return _combine(self.points, self.coef[n])
 
-        w = self.coef[n]
-        nz = np.flatnonzero(w)
 
-        def leaf(a):
-            a = np.asarray(a)
-            if nz.size == 1 and w[nz[0]] == 1.0:
-                return a[nz[0]].copy()
-            acc = np.zeros(a.shape[1:], a.dtype)
-            for k in nz:
-                acc = acc + a.dtype.type(w[k]) * a[k]
-            return acc
+def _combine(points: Any, w: np.ndarray) -> Any:
+    """``Σ_k w[k]·points[k]`` leaf by leaf on the host (NumPy; float64 coefficients cast to each leaf's dtype);
+    a single unit coefficient returns that control point exactly."""
+    import jax
 
-        return jax.tree_util.tree_map(leaf, self.points)
+    nz = np.flatnonzero(w)
+
+    def leaf(a):
+        a = np.asarray(a)
+        if nz.size == 1 and w[nz[0]] == 1.0:
+            return a[nz[0]].copy()
+        acc = np.zeros(a.shape[1:], a.dtype)
+        for k in nz:
+            acc = acc + a.dtype.type(w[k]) * a[k]
+        return acc
+
+    return jax.tree_util.tree_map(leaf, points)
