@@ -15,6 +15,7 @@ import pytest
 
 from stability.app import cli
 from stability.app import demo as demo_module
+from tests._demo_helpers import tiny_pair
 
 pytestmark = pytest.mark.filterwarnings("ignore:UNCONVERGED")
 
@@ -52,24 +53,6 @@ def readme_commands() -> tuple[list[list[str]], list[list[str]]]:
     return ours, others
 
 
-def _tiny_pair(ds, quick, seed, widths):
-    """The demo's two nets, 30 SGD steps each (the README's demo lines run the real CLI path)."""
-    import dataclasses
-
-    import jax
-
-    from stability.core import nets
-    from stability.core.train import TrainConfig, fit
-
-    cfg = TrainConfig(steps=30, batch_size=64, lr=0.1, log_every=15)  # what the README's train lines run
-    out = []
-    for s in (seed, seed + 1):
-        net = nets.mlp(jax.random.PRNGKey(s), (ds.input_shape[0], *widths, ds.num_classes))
-        out.append(fit(net, ds.x_train, ds.y_train, dataclasses.replace(cfg, seed=s), x_test=ds.x_test,
-                       y_test=ds.y_test, progress=False))
-    return out, cfg
-
-
 def test_readme_lists_every_command():
     ours, _ = readme_commands()
     named = {argv[1] for argv in ours if len(argv) > 1}
@@ -78,7 +61,7 @@ def test_readme_lists_every_command():
 
 def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(demo_module, "_train_pair", _tiny_pair)  # the demo: training, checkpoints, its first section
+    monkeypatch.setattr(demo_module, "_train_pair", tiny_pair)  # the demo: training, checkpoints, its first section
     monkeypatch.setattr(demo_module, "demo_sections", lambda: [])
     ours, others = readme_commands()
     assert len(ours) >= 12

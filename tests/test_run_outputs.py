@@ -5,7 +5,6 @@ side-car never share a name. The demo runs with 30 training steps and one or two
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import stat
@@ -15,25 +14,11 @@ import pytest
 
 from stability.app import cli
 from stability.app import demo as demo_module
+from tests._demo_helpers import tiny_pair
 from stability.app.report import MANIFEST, Report
 from stability.core.io import write_text
 
 pytestmark = pytest.mark.filterwarnings("ignore:UNCONVERGED")
-
-
-def _tiny_pair(ds, quick, seed, widths):
-    import jax
-
-    from stability.core import nets
-    from stability.core.train import TrainConfig, fit
-
-    cfg = TrainConfig(steps=30, batch_size=64, lr=0.1, log_every=15)
-    out = []
-    for s in (seed, seed + 1):
-        net = nets.mlp(jax.random.PRNGKey(s), (ds.input_shape[0], *widths, ds.num_classes))
-        out.append(fit(net, ds.x_train, ds.y_train, dataclasses.replace(cfg, seed=s), x_test=ds.x_test,
-                       y_test=ds.y_test, progress=False))
-    return out, cfg
 
 
 def _figure_section(key: str):
@@ -59,7 +44,7 @@ def _tiny_hist():
 @pytest.fixture()
 def tiny_demo(monkeypatch):
     sections = [("first", _figure_section("first")), ("extra", _figure_section("extra"))]
-    monkeypatch.setattr(demo_module, "_train_pair", _tiny_pair)
+    monkeypatch.setattr(demo_module, "_train_pair", tiny_pair)
     monkeypatch.setattr(demo_module, "demo_sections", lambda: list(sections))
     return sections
 
