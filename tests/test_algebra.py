@@ -60,6 +60,24 @@ def test_line_and_shared_layers_match_the_per_point_evaluation(x64, kind):
     close(ends.loss, direct.loss)
 
 
+@pytest.mark.parametrize("sequential", [False, True])
+def test_points_vmapped_or_one_after_another_give_the_same_losses(x64, monkeypatch, sequential):
+    """The two orders of the layers above the first varied one (GPU: vmapped; CPU: ``lax.map``), whichever the
+    backend picks, agree with the per-point evaluation; ``_alg_sizes`` sizes both."""
+    import stability.core.evaluate as ev
+    monkeypatch.setattr(ev, "_alg_sequential", lambda: sequential)
+    a, b = random_net(DENSE, 1), random_net(DENSE, 2)
+    x, y = data(a)
+    cv = make_curve(a, b, 2, "bezier", 3)
+    for point_fn, theta in ((line_point, (a, b)), (curves.curve_point, cv)):
+        on, off = both(point_fn, theta, np.linspace(0.0, 1.0, 7), x, y)
+        close(on.loss, off.loss)
+        np.testing.assert_array_equal(on.acc, off.acc)
+        auto = evaluate(point_fn, theta, np.linspace(0.0, 1.0, 7), x, y, algebra="require")   # its own sizes
+        close(auto.loss, off.loss)
+    assert ev._alg_sizes(a, x, 7, batch_size=None, chunk=None, memory_budget=2**20)[0] == (N if sequential else 23)
+
+
 def make_curve(a, b, bends: int, shape: str, seed: int) -> curves.Curve:
     """A curve with bends off the segment (NumPy draws: no per-shape compilation of random ops)."""
     rng = np.random.default_rng(seed)

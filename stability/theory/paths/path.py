@@ -156,9 +156,9 @@ class PathEval:
 
 CPU_CHUNK_BYTES = 16 * 2**20
 """On CPU, points per evaluation chunk are chosen so that chunk × batch activations stay near this
-size (cache-friendly), for the structure-blind and the structure-aware evaluation alike: on the 2-core
-benchmark machine this is about 2× faster than chunks sized by the memory budget alone
-(``benchmarks/bench_paths.py``)."""
+size (cache-friendly) in the structure-blind evaluation (``algebra="off"``): on the 2-core benchmark machine
+this is about 2× faster than chunks sized by the memory budget alone (``benchmarks/bench_paths.py``). The
+structure-aware evaluation sizes its own batches and chunks (``stability.core.evaluate.CPU_POINT_BYTES``)."""
 
 
 def _cpu_chunk(net: _nets.Net, x, n_points: int, batch_size: int | None) -> int:
@@ -417,9 +417,9 @@ class Path:
         t = np.linspace(0.0, 1.0, m)
         s = (np.arange(n)[:, None] + t[None, :]).reshape(-1)
         once: tuple[int, ...] = ()
-        if kw.get("chunk") is None and jax.default_backend() == "cpu":
-            kw["chunk"] = _cpu_chunk(self.start, x, s.size, kw.get("batch_size"))
         if algebra == "off":
+            if kw.get("chunk") is None and jax.default_backend() == "cpu":
+                kw["chunk"] = _cpu_chunk(self.start, x, s.size, kw.get("batch_size"))
             res = evaluate(path_point, self.stacked(), s, x, y, loss=loss, algebra="off", precision=precision, **kw)
         else:
             coef = _chain_coef(n + 1, s)
