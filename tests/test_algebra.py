@@ -60,14 +60,17 @@ def test_line_and_shared_layers_match_the_per_point_evaluation(x64, kind):
     close(ends.loss, direct.loss)
 
 
-@pytest.mark.parametrize("sequential", [False, True])
-def test_points_vmapped_or_one_after_another_give_the_same_losses(x64, monkeypatch, sequential):
-    """The two orders of the layers above the first varied one (GPU: vmapped; CPU: ``lax.map``), whichever the
-    backend picks, agree with the per-point evaluation; ``_alg_sizes`` sizes both."""
+@pytest.mark.parametrize("sequential,point_bytes,group", [(False, None, 0), (True, 448, 1), (True, 896, 2)])
+def test_points_vmapped_or_in_groups_give_the_same_losses(x64, monkeypatch, sequential, point_bytes, group):
+    """The orders of the layers above the first varied one (GPU: all points of a chunk vmapped; CPU: ``lax.map``
+    over groups of points, 1 or 2 here — 7 points leave a remainder group) agree with the per-point evaluation."""
     import stability.core.evaluate as ev
     monkeypatch.setattr(ev, "_alg_sequential", lambda: sequential)
+    if point_bytes is not None:   # one point's widest layer output here: 7 units × 8 bytes × batch 8 = 448 bytes
+        monkeypatch.setattr(ev, "CPU_POINT_BYTES", point_bytes)
     a, b = random_net(DENSE, 1), random_net(DENSE, 2)
     x, y = data(a)
+    assert ev._alg_sizes(a, x, 7, batch_size=KW["batch_size"], chunk=None, memory_budget=2**20)[2] == group
     cv = make_curve(a, b, 2, "bezier", 3)
     for point_fn, theta in ((line_point, (a, b)), (curves.curve_point, cv)):
         on, off = both(point_fn, theta, np.linspace(0.0, 1.0, 7), x, y)
@@ -75,7 +78,6 @@ def test_points_vmapped_or_one_after_another_give_the_same_losses(x64, monkeypat
         np.testing.assert_array_equal(on.acc, off.acc)
         auto = evaluate(point_fn, theta, np.linspace(0.0, 1.0, 7), x, y, algebra="require")   # its own sizes
         close(auto.loss, off.loss)
-    assert ev._alg_sizes(a, x, 7, batch_size=None, chunk=None, memory_budget=2**20)[0] == (N if sequential else 23)
 
 
 def make_curve(a, b, bends: int, shape: str, seed: int) -> curves.Curve:

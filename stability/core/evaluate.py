@@ -208,20 +208,21 @@ def _eval_chunk_host(point_fn: PointFn, apply_fn: ApplyFn, loss: Loss, classify:
 @dataclasses.dataclass(frozen=True)
 class _AlgSpec:
     """Static part of one algebraic program: the architecture, the first varied layer ``l0`` (0-based, every layer
-    below it is identical at all control points of a chunk), the loss, and whether the layers above ``l0`` take the
-    points one after another (``sequential``, see :data:`CPU_POINT_BYTES`) or all at once (vmapped)."""
+    below it is identical at all control points of a chunk), the loss, and how many points the layers above ``l0``
+    take at a time (``group``: ``0`` = all points of the chunk at once, vmapped; ``g ≥ 1`` = ``lax.map`` over
+    groups of ``g``; see :data:`CPU_POINT_BYTES`)."""
 
     arch: _nets.Arch
     l0: int
     loss: Loss
     classify: bool
-    sequential: bool = False
+    group: int = 0
 
 
 CPU_POINT_BYTES = 2 * 2**20
 """On CPU the algebraic evaluator runs the layers above the first varied one ONE POINT AFTER ANOTHER (``lax.map``
-over the points inside the batch loop) on batches whose widest layer output at one point is about this many bytes
-(2048 samples × 256 units × 4 bytes). Vmapping the points instead multiplies the live activations by the number of
+over the points inside the batch loop; narrow nets: a few points at a time, vmapped) on batches whose widest
+layer output at one point (group of points) is about this many bytes (2048 samples × 256 units × 4 bytes). Vmapping the points instead multiplies the live activations by the number of
 points and ran those layers at about half the per-point loop's rate on the 2-core benchmark machine; one point at
 a time on cache-sized batches runs them at the loop's rate (``benchmarks/bench_evaluate.py``)."""
 
@@ -232,24 +233,26 @@ def _alg_sequential() -> bool:
 
 
 def _alg_sizes(sample: _nets.Net, x: Array, n_rows: int, *, batch_size: int | None, chunk: int | None,
-               memory_budget: int) -> tuple[int, int]:
-    """``(batch_size, chunk)`` of the algebraic program. Vmapped points (GPU) and the Python loop of conv nets on
-    CPU (:mod:`stability.core.hostloop`): :func:`choose_sizes`. Sequential points (dense nets on CPU): batches of about :data:`CPU_POINT_BYTES` per layer output, and chunks bounded by the combined
-    weights every point of the chunk holds (``chunk × parameters`` within half the memory budget)."""
+               memory_budget: int) -> tuple[int, int, int]:
+    """``(batch_size, chunk, group)`` of the algebraic program. Vmapped points (GPU) and the Python loop of conv
+    nets on CPU (:mod:`stability.core.hostloop`): :func:`choose_sizes`, ``group = 0`` (every point of a chunk at
+    once). Dense nets on CPU: batches whose widest layer output at one point is about :data:`CPU_POINT_BYTES`,
+    ``group`` points at a time with about that many bytes together (narrow nets: several), and chunks bounded by
+    the combined weights every point of the chunk holds (``chunk × parameters`` within half the memory budget)."""
     if not _alg_sequential() or use_host_loop(sample):       # vmapped points, or conv nets' Python loop (CPU)
         return choose_sizes(sample, _nets.apply, x, n_rows, batch_size=batch_size, chunk=chunk,
-                            memory_budget=memory_budget)
+                            memory_budget=memory_budget) + (0,)
     itemsize = np.dtype(jax.tree_util.tree_leaves(sample)[0].dtype).itemsize
     n = x.shape[0]
+    shapes = jax.eval_shape(lambda p, xx: _nets.forward(p, xx), sample, x[:1])
+    widest = max(int(np.prod(s.shape[1:])) for s in shapes) * itemsize
     if batch_size is None:
-        shapes = jax.eval_shape(lambda p, xx: _nets.forward(p, xx), sample, x[:1])
-        widest = max(int(np.prod(s.shape[1:])) for s in shapes)
-        target = max(1, CPU_POINT_BYTES // (widest * itemsize))
-        batch_size = max(1, min(n, max(32, 2 ** int(math.log2(target)))))
+        batch_size = max(1, min(n, max(32, 2 ** int(math.log2(max(1, CPU_POINT_BYTES // widest))))))
     if chunk is None:
         n_param = sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(sample))
         chunk = int(max(1, min(n_rows, memory_budget // max(1, 2 * itemsize * n_param))))
-    return int(batch_size), int(chunk)
+    group = 2 ** int(math.log2(max(1, CPU_POINT_BYTES // (widest * batch_size))))
+    return int(batch_size), int(chunk), int(group)
 
 
 def _layer_input(arch: _nets.Arch, l: int, pre: Array) -> Array:
@@ -318,7 +321,10 @@ def _alg_chunk(spec: _AlgSpec, points: _nets.Net, sel: Array, C: Array, xb: Arra
             c, up = cu
             return _output_sums(spec.loss, spec.classify, _alg_rest(spec, _combine(c, Z), up), ys, ms)
 
-        ls, acs = jax.lax.map(point, (C, upper)) if spec.sequential else jax.vmap(point)((C, upper))
+        if spec.group and spec.group < C.shape[0]:
+            ls, acs = jax.lax.map(point, (C, upper), batch_size=None if spec.group == 1 else spec.group)
+        else:
+            ls, acs = jax.vmap(point)((C, upper))
         return (carry[0] + ls, carry[1] + acs), None
 
     zeros = jnp.zeros(C.shape[:1], mb.dtype)
@@ -469,8 +475,8 @@ def evaluate_combination(
         check_targets(y, arch.widths[-1], loss, "y")
     coef, inverse, groups = _plan_rows(comb, _layer_digests(points), arch.depth)
     n_rows = coef.shape[0]
-    batch_size, chunk = _alg_sizes(sample, x, n_rows, batch_size=batch_size, chunk=chunk,
-                                   memory_budget=memory_budget)
+    batch_size, chunk, group = _alg_sizes(sample, x, n_rows, batch_size=batch_size, chunk=chunk,
+                                          memory_budget=memory_budget)
     n = x.shape[0]
     put = _identity
     if _mesh.is_sharded(mesh):
@@ -500,7 +506,7 @@ def evaluate_combination(
     bar = Progress(n_rows, "evaluation", unit="points", enabled=progress)
     with jax.default_matmul_precision(matmul):
         for l0, part, sel in pieces:
-            spec = _AlgSpec(arch, int(l0), loss, classify, _alg_sequential())
+            spec = _AlgSpec(arch, int(l0), loss, classify, group)
             sel_p = np.concatenate([sel, np.full(kc[l0] - sel.size, sel[0])])
             rows_p = np.concatenate([part, np.full(T - part.size, part[-1])])
             C = np.zeros((T, kc[l0]))

@@ -47,7 +47,7 @@ MIN_WIDTH = 2.0 ** -40
 """Sub-intervals narrower than this are not bisected (stop reason ``resolution``)."""
 
 _LOSSES = ("cross_entropy", "squared_error")
-_MEMORY_BUDGET = 256 * 2**20
+_MEMORY_BUDGET = 128 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,9 +201,11 @@ class _Problem:
         s_max = _pow2(2 * per_round + 2, 8)
         units = sum(int(np.prod(s.shape[1:])) for s in jax.eval_shape(
             lambda n, xx: _nets.forward(n, xx), jax.tree_util.tree_map(lambda a: a[0], pts), x[:1]))
-        per = 8 * s_max * (16 * units + (3 * C * C if self.spec.pairwise else 0))
-        if batch_size is None:
-            batch_size = max(8, min(1024, 1 << int(math.log2(max(1, _MEMORY_BUDGET // per)))))
+        per1 = 8 * (16 * units + (3 * C * C if self.spec.pairwise else 0))   # bytes per sample and sub-interval
+        if batch_size is None:   # as many samples as fit s_max sub-intervals in the budget (at least one)
+            batch_size = max(1, min(1024, 1 << int(math.log2(max(1, _MEMORY_BUDGET // (per1 * s_max))))))
+        # one sample's s_max sub-intervals over the budget: fewer sub-intervals per call (≥ 8, one padded call)
+        s_max = min(s_max, max(8, 1 << int(math.log2(max(1, _MEMORY_BUDGET // (per1 * batch_size))))))
         # the weight enclosures of every sub-interval of a call are materialised: ~(M1 + Ks + 3) copies of the net
         n_par = sum(int(np.prod(np.shape(v)[1:])) for v in jax.tree_util.tree_leaves(curve.points))
         s_max = min(s_max, max(8, 1 << int(math.log2(max(1, _MEMORY_BUDGET // (8 * n_par * (M1 + Ks + 3)))))))
@@ -305,6 +307,29 @@ def max_loss_bound(
                        t_start)
 
 
+def _distinct_ends(coef: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``(pieces, us, rep)``: the piece ends ``(j, u ∈ {0, 1})`` with distinct weights, and for each of the ``2J``
+    ends ``(0, 0), (0, 1), (1, 0), …`` the index of the listed end with the same weights. Two ends are the same
+    when their combinations of the control points (``coef[j, :, 0]`` at ``u = 0``, ``Σ_m coef[j, :, m]`` at
+    ``u = 1``) are equal in exact rational arithmetic, so one enclosure serves both soundly."""
+    from fractions import Fraction
+
+    seen: dict[tuple[Fraction, ...], int] = {}
+    pieces: list[int] = []
+    us: list[float] = []
+    rep: list[int] = []
+    for j in range(coef.shape[0]):
+        for u in (0, 1):
+            c = coef[j, :, :1] if u == 0 else coef[j]
+            key = tuple(sum((Fraction(float(v)) for v in row), Fraction(0)) for row in c)
+            if key not in seen:
+                seen[key] = len(pieces)
+                pieces.append(j)
+                us.append(float(u))
+            rep.append(seen[key])
+    return np.array(pieces, np.int64), np.array(us, np.float64), rep
+
+
 def _bisect(prob: _Problem, rtol: float, atol: float, budget: int, per_round: int, method: str, progress: bool,
             t_start: float) -> BoundResult:
     J = prob.coef.shape[0]
@@ -320,15 +345,15 @@ def _bisect(prob: _Problem, rtol: float, atol: float, budget: int, per_round: in
     piece = np.repeat(np.array(prop, np.int64), init)
     u0 = np.tile(edges[:-1], len(prop))
     u1 = np.tile(edges[1:], len(prop))
-    # point enclosures (rigorous lower AND upper bounds at one t) at both ends of every piece
+    # point enclosures (rigorous lower AND upper bounds at one t) at both ends of every piece; an end whose weights
+    # equal those of an end already listed (a junction of a chain) is evaluated once
     points: dict[tuple[int, float], tuple[float, float]] = {}
-    pp = np.repeat(np.arange(J, dtype=np.int64), 2)
-    pu = np.tile(np.array([0.0, 1.0]), J)
+    pp, pu, rep = _distinct_ends(prob.coef)
     ups, los, ends = prob.evaluate(np.concatenate([piece, pp]), np.concatenate([u0, pu]), np.concatenate([u1, pu]))
     n_eval = ups.size
     upper, lower_mid, side = ups[:piece.size], los[:piece.size], ends[:piece.size]
-    for j, u, a, b in zip(pp, pu, ups[piece.size:], los[piece.size:]):
-        points[(int(j), float(u))] = (float(a), float(b))
+    for n, r in enumerate(rep):
+        points[(n // 2, float(n % 2))] = (float(ups[piece.size + r]), float(los[piece.size + r]))
     piece_upper = np.full(J, -np.inf)
     for j in proved:
         (a_up, _), (b_up, _) = points[(j, 0.0)], points[(j, 1.0)]
