@@ -15,9 +15,10 @@ sharded over devices with ``jax.sharding`` without changing this code.
 pre-activations of the first layer that differs between the control points ONCE per control point,
 ``A_k h + b_k``, and combines them per ``t`` (``Σ_k c_k(t)·(A_k h + b_k)``, dense and conv layers), and the
 layers below it — identical at every control point — once per batch (:func:`evaluate_combination`). Only the
-layers above it are evaluated per point: on CPU one point after another on cache-sized batches
-(:data:`CPU_POINT_BYTES`), on a GPU all points of a chunk at once (vmapped). The summation order changes, so results agree with the per-point
-evaluation to rounding (float32: relative loss difference ≤ ``ALGEBRA_RTOL[float32]``, asserted by the tests).
+layers above it are evaluated per point: on CPU one point (or a few) after another on cache-sized batches
+(:data:`CPU_POINT_BYTES`), on a GPU all points of a chunk at once (vmapped). The summation order changes, so
+results agree with the per-point evaluation to rounding (float32: relative loss difference
+≤ ``ALGEBRA_RTOL[float32]``, asserted by the tests).
 
 **Precision.** ``precision="fp32"`` (default) runs every matmul and convolution in full FP32;
 ``"tf32"`` / ``"bf16"`` use TF32 / bfloat16 inputs with FP32 accumulation on a GPU (XLA:CPU has only FP32,
@@ -222,9 +223,10 @@ class _AlgSpec:
 CPU_POINT_BYTES = 2 * 2**20
 """On CPU the algebraic evaluator runs the layers above the first varied one ONE POINT AFTER ANOTHER (``lax.map``
 over the points inside the batch loop; narrow nets: a few points at a time, vmapped) on batches whose widest
-layer output at one point (group of points) is about this many bytes (2048 samples × 256 units × 4 bytes). Vmapping the points instead multiplies the live activations by the number of
-points and ran those layers at about half the per-point loop's rate on the 2-core benchmark machine; one point at
-a time on cache-sized batches runs them at the loop's rate (``benchmarks/bench_evaluate.py``)."""
+layer output at one point (group of points) is about this many bytes (2048 samples × 256 units × 4 bytes).
+Vmapping the points instead multiplies the live activations by the number of points and ran those layers at about
+half the per-point loop's rate on the 2-core benchmark machine; one point at a time on cache-sized batches runs
+them at the loop's rate (``benchmarks/bench_evaluate.py``)."""
 
 
 def _alg_sequential() -> bool:
@@ -477,16 +479,7 @@ def evaluate_combination(
     n_rows = coef.shape[0]
     batch_size, chunk, group = _alg_sizes(sample, x, n_rows, batch_size=batch_size, chunk=chunk,
                                           memory_budget=memory_budget)
-    n = x.shape[0]
-    put = _identity
-    if _mesh.is_sharded(mesh):
-        batch_size = _mesh.agree_min(_mesh.round_batch(batch_size, mesh))
-        xb, yb, mb, n = _mesh.batches(x, y, batch_size, mesh)
-        points = _mesh.replicate(points, mesh)
-        put = functools.partial(_mesh.replicate, mesh=mesh)
-    else:
-        xb, yb, mb = padded_batches(x, y, batch_size)
-    mb = mb.astype(dtype)
+    xb, yb, mb, n, points, put = _data_batches(x, y, batch_size, mesh, points, dtype)
     host = use_host_loop(sample)
     run = _alg_chunk_host if host else _alg_chunk
     # chunks: T rows of one group; Kc control points, padded to the largest Kc of the same l0 (one program each)
@@ -582,16 +575,7 @@ def evaluate(
     batch_size, chunk = choose_sizes(sample, apply_fn, x, ts_np.size, batch_size=batch_size, chunk=chunk,
                                      memory_budget=memory_budget)
     dtype = jax.tree_util.tree_leaves(sample)[0].dtype
-    n = x.shape[0]
-    put = _identity
-    if _mesh.is_sharded(mesh):
-        batch_size = _mesh.agree_min(_mesh.round_batch(batch_size, mesh))
-        xb, yb, mb, n = _mesh.batches(x, y, batch_size, mesh)
-        theta = _mesh.replicate(theta, mesh)
-        put = functools.partial(_mesh.replicate, mesh=mesh)
-    else:
-        xb, yb, mb = padded_batches(x, y, batch_size)
-    mb = mb.astype(dtype)
+    xb, yb, mb, n, theta, put = _data_batches(x, y, batch_size, mesh, theta, dtype)
     losses, accs = [], []
     run_chunk = _eval_chunk_host if use_host_loop(sample) else _eval_chunk
     bar = Progress(ts_np.size, "evaluation", unit="points", enabled=progress)
@@ -612,6 +596,20 @@ def evaluate(
 
 def _identity(a: Any) -> Any:
     return a
+
+
+def _data_batches(x: Array, y: Array, batch_size: int, mesh: Mesh | None, weights: Any, dtype
+                  ) -> tuple[Array, Array, Array, int, Any, Callable[[Any], Any]]:
+    """``(xb, yb, mb, n, weights, put)``: the data in padded batches (mask ``mb`` in ``dtype``), the sample count
+    ``n``, and — with a sharded ``mesh`` — the batch axis split over its devices (the batch rounded to them), the
+    weights replicated and ``put`` replicating further arrays (else ``put`` is the identity)."""
+    if _mesh.is_sharded(mesh):
+        batch_size = _mesh.agree_min(_mesh.round_batch(batch_size, mesh))
+        xb, yb, mb, n = _mesh.batches(x, y, batch_size, mesh)
+        return (xb, yb, mb.astype(dtype), n, _mesh.replicate(weights, mesh),
+                functools.partial(_mesh.replicate, mesh=mesh))
+    xb, yb, mb = padded_batches(x, y, batch_size)
+    return xb, yb, mb.astype(dtype), x.shape[0], weights, _identity
 
 
 def evaluate_nets(nets: Sequence[_nets.Net] | _nets.Net, x: Array, y: Array, **kw) -> EvalResult:
