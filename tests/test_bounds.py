@@ -366,3 +366,20 @@ def test_float32_conv_nets_and_inputs_are_bounded_as_their_float64_values():
     r64 = max_loss_bound(PolyCurve.segment(np_tree(a64), np_tree(b64)), x.astype(np.float32).astype(np.float64), y,
                          **KW)
     assert r32.upper == r64.upper and r32.lower == r64.lower
+
+
+def test_chain_junctions_are_enclosed_once_and_only_when_exactly_equal():
+    """A chain of J pieces has J + 1 distinct ends (each junction shared by two pieces); ends moved by one unit
+    in the last place are no longer shared (negative control), and a Bezier piece's ends are its own."""
+    from stability.theory.bounds.driver import _distinct_ends
+
+    pts = {"w": np.arange(5.0)[:, None]}
+    chain = PolyCurve.chain(pts)
+    pieces, us, rep = _distinct_ends(chain.coef)
+    assert len(pieces) == chain.n_pieces + 1 and rep == [0, 1, 1, 2, 2, 3, 3, 4]
+    coef = chain.coef.copy()
+    coef[2, 2, 0] = np.nextafter(1.0, 2.0)   # piece 2 now starts off piece 1's end and ends off piece 3's start
+    pieces, _, rep = _distinct_ends(coef)
+    assert len(pieces) == chain.n_pieces + 3 and rep[2] != rep[3] and rep[4] != rep[5] and rep[0:2] == [0, 1]
+    bz = PolyCurve.bezier({"w": np.arange(3.0)[:, None]})
+    assert len(_distinct_ends(bz.coef)[0]) == 2
