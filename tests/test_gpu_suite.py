@@ -7,19 +7,41 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from tests import _background
+
 ROOT = Path(__file__).parents[1]
 SUITE = ROOT / "benchmarks" / "gpu_suite.sh"
 TABLES = ["bench_evaluate", "bench_cushions", "bench_curves", "bench_bounds", "bench_paths", "bench_vgg_plan"]
 
 
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The suite's environment: CPU, and XLA's own compile settings (benchmarks time compiled programs, so the
+    test session's fast-compile flags, tests/conftest.py, are taken off)."""
+    added = set(os.environ.get("STABILITY_TEST_XLA_FLAGS_ADDED", "").split())
+    flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if f not in added)
+    return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH="", XLA_FLAGS=flags, **(extra or {}))
+
+
 def _run(*args: str, env_extra: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH="", **(env_extra or {}))
-    return subprocess.run(["bash", str(SUITE), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(["bash", str(SUITE), *args], cwd=cwd, env=_env(env_extra), capture_output=True, text=True,
+                          timeout=900)
 
 
-def test_smoke_suite_runs_every_part_and_a_failing_part_fails_it(tmp_path):
-    out = tmp_path / "ok"
-    r = _run("--smoke", "--out-dir", str(out))
+# the two whole-suite runs (every part, then two parts with one failing) run beside the in-process tests
+OK_DIR, BAD_DIR = _background.tmpdir("gpu-suite-ok"), _background.tmpdir("gpu-suite-bad")
+_background.job("gpu-suite-smoke", ["bash", str(SUITE), "--smoke", "--out-dir", str(OK_DIR / "ok")], env=_env(),
+                cwd=ROOT)
+_background.job("gpu-suite-failing-part", ["bash", str(SUITE), "--smoke", "--parts", "evaluate,paths", "--out-dir",
+                                           str(BAD_DIR / "bad")], env=_env({"BENCH_SUITE_FAIL": "paths"}), cwd=ROOT)
+
+
+@pytest.mark.background("gpu-suite-smoke")
+@pytest.mark.background("gpu-suite-failing-part")
+def test_smoke_suite_runs_every_part_and_a_failing_part_fails_it():
+    out = OK_DIR / "ok"
+    r = _background.job("gpu-suite-smoke").result()
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for name in TABLES:
         text = (out / f"{name}_smoke.md").read_text()
@@ -29,8 +51,8 @@ def test_smoke_suite_runs_every_part_and_a_failing_part_fails_it(tmp_path):
     assert not (ROOT / "benchmarks" / "results" / "bench_paths_smoke.md").exists()
 
     # negative control: a part handed an invalid flag fails, the other one still runs, the suite exits non-zero
-    bad = tmp_path / "bad"
-    r = _run("--smoke", "--parts", "evaluate,paths", "--out-dir", str(bad), env_extra={"BENCH_SUITE_FAIL": "paths"})
+    bad = BAD_DIR / "bad"
+    r = _background.job("gpu-suite-failing-part").result()
     assert r.returncode == 1, r.stdout[-2000:]
     summary = (bad / "gpu_suite_summary.md").read_text()
     assert "| paths |" in summary and "FAILED (exit 2)" in summary, summary

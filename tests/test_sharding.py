@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import _background
+
 ROOT = Path(__file__).resolve().parents[1]
 F64_RTOL = 1e-12
 F32_RTOL = 1e-5
@@ -32,11 +34,17 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+# the 4-device run, beside the in-process tests
+_background.job("sharding-four-devices", [sys.executable, str(ROOT / "tests" / "_sharding_worker.py")], timeout=300,
+                cwd=ROOT, env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+
+
+FOUR = pytest.mark.background("sharding-four-devices")
+
+
 @pytest.fixture(scope="module")
 def four() -> dict:
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "_sharding_worker.py")], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT,
-                          env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+    proc = _background.job("sharding-four-devices").result()
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
@@ -53,11 +61,13 @@ def test_comparison_rejects_a_tampered_result():
     assert not close(loss, loss * (1 + 1e-4), F32_RTOL)
 
 
+@FOUR
 def test_four_forced_devices_and_the_bad_count(four):
     assert four["devices"] == four["mesh_size"] == 4
     assert four["bad_devices"] == "devices must lie in 1..4 (the local devices of this process), got 5"
 
 
+@FOUR
 def test_evaluate_is_the_one_device_evaluation(four):
     e = four["evaluate"]
     assert e["alg"] <= F64_RTOL * max(1.0, max(e["loss"])) and e["off"] <= F64_RTOL * max(1.0, max(e["loss"]))
@@ -69,16 +79,19 @@ def test_evaluate_is_the_one_device_evaluation(four):
     assert four["evaluate_conv"] <= F64_RTOL * 10
 
 
+@FOUR
 def test_bn_recompute_is_the_one_device_recompute(four):
     assert four["bn_split"] == 4
     assert four["bn"] <= F64_RTOL * 10
 
 
+@FOUR
 def test_cushions_are_the_one_device_cushions(four):
     assert four["cushions_nan_same"]
     assert four["cushions_rel"] <= F64_RTOL, four["cushions"]
 
 
+@FOUR
 def test_fit_and_train_curve_data_parallel(four):
     f, c = four["fit"], four["train_curve"]
     assert f["moved"] > 1e-2 and c["moved"] > 1e-3                     # the runs did train
@@ -88,12 +101,14 @@ def test_fit_and_train_curve_data_parallel(four):
     assert c["bends"] <= F32_RTOL and c["loss"] <= F32_RTOL
 
 
+@FOUR
 def test_bound_search_stays_certified(four):
     (l1, l4), (u1, u4) = four["bound"]["lower"], four["bound"]["upper"]
     assert l1 <= u1 and l4 <= u4 and l4 <= u1 and l1 <= u4
     assert close(l1, l4, 1e-9) and close(u1, u4, 1e-9)
 
 
+@FOUR
 def test_connect_pairs_on_the_mesh_are_the_one_device_pairs(four):
     one, fourd = np.asarray(four["connect"]["one"]), np.asarray(four["connect"]["four"])
     assert one.shape == fourd.shape == (3, 3)  # 3 pairs × (sampled max, certified upper, certified lower)
