@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["job", "start", "stop", "Job"]
+__all__ = ["job", "tmpdir", "start", "stop", "Job"]
 
 
 class Job:

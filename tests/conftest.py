@@ -35,16 +35,18 @@ if _cache:
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 
-
 def _cpu_only() -> bool:
-    """True when this session's JAX cannot pick an accelerator: ``JAX_PLATFORMS=cpu``, or no GPU/TPU plug-in."""
+    """True when this session's JAX cannot pick an accelerator: ``JAX_PLATFORMS=cpu``, or no PJRT plug-in
+    installed where JAX discovers them (the ``jax_plugins`` namespace package and entry-point group) and no TPU
+    library."""
+    import importlib.metadata
     import importlib.util
 
     platforms = os.environ.get("JAX_PLATFORMS", "").strip().lower()
     if platforms:
         return platforms == "cpu"
-    return not any(importlib.util.find_spec(m) for m in
-                   ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin", "libtpu"))
+    return (importlib.util.find_spec("jax_plugins") is None and importlib.util.find_spec("libtpu") is None
+            and not importlib.metadata.entry_points(group="jax_plugins"))
 
 
 # The suite compiles ~10,000 XLA programs (most of them small: one per eager op and shape), and on a CPU compiling
