@@ -3,9 +3,10 @@
 A test module registers a run at import (``job(name, argv, ...)``) and marks the tests that read it with
 ``@pytest.mark.background(name)``; ``tests/conftest.py`` starts every run whose tests were collected, one at a
 time in collection order (one run beside the test process keeps the session's memory within the budget), and a
-test's ``job(name).result()`` waits for its run. A run whose tests were not collected never starts; a run asked
-for before its turn simply waits for the queue. The subprocesses are the same commands the tests ran inline
-before: only when they run changes, not what they run or what is asserted about them."""
+test's ``job(name).result()`` waits for its run. A run whose tests were not collected never starts; a queued run
+read before its turn waits for the queue; a run that was not queued runs at once in the reading thread. The
+subprocesses are the same commands the tests ran inline before: only when they run changes, not what they run or
+what is asserted about them."""
 
 from __future__ import annotations
 
@@ -26,10 +27,17 @@ class Job:
     def __init__(self, name: str, argv: Sequence[str], *, env: dict[str, str], cwd: Path, timeout: float):
         self.name, self.argv, self.env, self.cwd, self.timeout = name, list(argv), env, cwd, timeout
         self._done = threading.Event()
+        self._lock = threading.Lock()   # one run per job, whoever starts it (the queue or a reader)
         self._result: subprocess.CompletedProcess | None = None
         self._error: BaseException | None = None
 
     def run(self) -> None:
+        """Run the command unless it already ran (a no-op then)."""
+        with self._lock:
+            if not self._done.is_set():
+                self._run()
+
+    def _run(self) -> None:
         try:
             self._result = subprocess.run(self.argv, cwd=self.cwd, env=self.env, capture_output=True, text=True,
                                           timeout=self.timeout)
@@ -42,9 +50,7 @@ class Job:
         """The finished run (waits for it; runs it now if it was not queued, e.g. its test module imported outside
         pytest's collection)."""
         if self.name not in _queue.names:
-            with _lock:
-                if not self._done.is_set():
-                    self.run()
+            self.run()      # at once, in this thread: it does not wait for the queue's runs
         self._done.wait()
         if self._error is not None:
             raise self._error
@@ -53,7 +59,6 @@ class Job:
 
 
 _jobs: dict[str, Job] = {}
-_lock = threading.Lock()
 _tmp = Path(tempfile.mkdtemp(prefix="stability-bg-"))
 
 
@@ -67,9 +72,7 @@ class _Queue:
 
         def work() -> None:
             for j in jobs:
-                with _lock:
-                    if not j._done.is_set():
-                        j.run()
+                j.run()
 
         self.thread = threading.Thread(target=work, name="background-runs", daemon=True)
         self.thread.start()

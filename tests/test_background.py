@@ -23,6 +23,21 @@ def test_an_unqueued_run_runs_when_read_and_once():
     assert j.result().stdout == first.stdout            # read again: the same run, not a second one
 
 
+def test_an_unqueued_run_does_not_wait_for_a_run_in_progress(tmp_path):
+    release = tmp_path / "release"
+    busy = _job("busy", f"import os, time\nt = time.time()\n"          # until released (or 10 s have passed)
+                        f"while not os.path.exists({str(release)!r}) and time.time() < t + 10: time.sleep(0.02)")
+    queue = _background._Queue()                         # a queue like the session's, running ``busy``
+    queue.start([busy])
+    try:
+        assert _job("quick", "print('done')").result().stdout.strip() == "done"
+        assert not busy._done.is_set()                   # read while the other run was still going
+    finally:
+        release.touch()
+        queue.thread.join(timeout=60)
+    assert busy.result().returncode == 0
+
+
 def test_a_failing_run_and_a_timeout_reach_the_reader():
     assert _job("fails", "import sys; sys.exit(3)").result().returncode == 3
     with pytest.raises(subprocess.TimeoutExpired):
