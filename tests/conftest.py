@@ -90,6 +90,44 @@ def _release_compiled_programs():
     _malloc_trim()
 
 
+def _drop_lowered_modules() -> None:
+    """Drop the MLIR modules JAX keeps for every program it has lowered (its lowering caches), keeping the compiled
+    programs. On this JAX they are three quarters of a compiled program's memory (600 small programs: 1.16 GB,
+    0.29 GB after); calling a compiled function again does not lower or compile anything. The caches are JAX
+    internals: where they are missing this does nothing."""
+    from jax._src import pjit
+    from jax._src.interpreters import pxla
+
+    for fn in (getattr(pjit, "_pjit_lower", None), getattr(pxla, "_cached_lowering_to_hlo", None)):
+        if fn is not None and hasattr(fn, "cache_clear"):
+            fn.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _release_lowered_modules():
+    """After each test: the lowered modules go; the compiled programs stay for the module's other tests."""
+    yield
+    _drop_lowered_modules()
+    _malloc_trim()
+
+
+_LOWERED_EVERY = 100   # long tests (a whole demo or reproduction compiles ~800 programs): drop every 100 compiles
+_compiles = [0]
+
+
+def _count_compile(event: str, duration: float, **kwargs) -> None:
+    """A compile listener: every ``_LOWERED_EVERY`` backend compiles, drop the lowered modules. It runs after a
+    compile has finished, outside the lowering caches it clears."""
+    if event == "/jax/core/compile/backend_compile_duration":
+        _compiles[0] += 1
+        if _compiles[0] % _LOWERED_EVERY == 0:
+            _drop_lowered_modules()
+            _malloc_trim()
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile)
+
+
 @pytest.fixture
 def x64():
     """Run a test in float64 (``jax_enable_x64``), restoring the previous setting afterwards."""
@@ -101,9 +139,22 @@ def x64():
         jax.config.update("jax_enable_x64", prev)
 
 
+def _xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
 def pytest_configure(config):
+    from tests import _background
+
     config.addinivalue_line("markers", "background(name): the test reads the subprocess run NAME, started beside "
                                        "the in-process tests when collection ends (tests/_background.py)")
+    config._stability_bg_owner = _background.configure(worker=_xdist_worker(config))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (the default, pyproject.toml): two workers at most — the suite's memory budget (3 GB) is
+    measured for two; fewer CPUs, fewer workers."""
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 def pytest_collection_finish(session):
@@ -122,3 +173,10 @@ def pytest_sessionfinish(session):
     from tests import _background
 
     _background.stop()
+
+
+def pytest_unconfigure(config):
+    from tests import _background
+
+    if getattr(config, "_stability_bg_owner", False):
+        _background.cleanup()

@@ -8,6 +8,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from stability.core import nets
+from stability.core.mesh import to_device
 
 
 def _dense_pool() -> tuple[nets.Arch, ...]:
@@ -74,9 +75,9 @@ def random_net(arch: nets.Arch, seed: int, dtype=jnp.float64) -> nets.Net:
     rng = np.random.default_rng(seed)
     layers = []
     for shape in arch.weight_shapes():
-        layer = {"w": jnp.asarray(rng.normal(size=shape) * np.sqrt(2.0 / np.prod(shape[1:])), dtype)}
+        layer = {"w": to_device(rng.normal(size=shape) * np.sqrt(2.0 / np.prod(shape[1:])), dtype)}
         if arch.bias:
-            layer["b"] = jnp.asarray(0.3 * rng.normal(size=shape[:1]), dtype)
+            layer["b"] = to_device(0.3 * rng.normal(size=shape[:1]), dtype)
         layers.append(layer)
     return nets.Net(arch, tuple(layers))
 

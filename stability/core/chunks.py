@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterator
 
 import numpy as np
@@ -33,7 +34,12 @@ def padded_chunks(values: Any, chunk: int, *, balanced: bool = False, fill: Any 
 
 def padded_batches(x: Any, y: Any, batch_size: int) -> tuple[Any, Any, Any]:
     """``(xb, yb, mask)``: ``x`` and ``y`` cut into ``(n_batches, batch_size, …)``, the last batch zero-padded
-    and its padding marked 0 in ``mask``."""
+    and its padding marked 0 in ``mask`` (JAX arrays; one compiled program per shape, not one eager program per
+    operation)."""
+    return _pad_batches_jit()(x, y, int(batch_size))
+
+
+def _pad_batches(x: Any, y: Any, batch_size: int) -> tuple[Any, Any, Any]:
     jnp = _jnp()
     n = x.shape[0]
     nb = -(-n // batch_size)
@@ -43,6 +49,13 @@ def padded_batches(x: Any, y: Any, batch_size: int) -> tuple[Any, Any, Any]:
     yp = jnp.concatenate([y, jnp.zeros((pad,) + y.shape[1:], y.dtype)])
     return (xp.reshape((nb, batch_size) + x.shape[1:]), yp.reshape((nb, batch_size) + y.shape[1:]),
             mask.reshape(nb, batch_size))
+
+
+@functools.cache
+def _pad_batches_jit() -> Any:
+    import jax
+
+    return jax.jit(_pad_batches, static_argnums=2)
 
 
 def _jnp():

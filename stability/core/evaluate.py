@@ -105,7 +105,7 @@ def describe(point_fn: PointFn, theta: Any, ts: np.ndarray) -> Combination | Non
 
 
 def _line_combination(theta: tuple[Any, Any], ts: np.ndarray) -> Combination:
-    pts = jax.tree_util.tree_map(lambda a, b: jnp.stack([jnp.asarray(a), jnp.asarray(b)]), theta[0], theta[1])
+    pts = jax.tree_util.tree_map(_nets.stack_leaves, theta[0], theta[1])
     return Combination(pts, np.stack([1.0 - ts, ts], axis=1))
 
 
@@ -137,7 +137,7 @@ def choose_sizes(
     """Pick ``(batch_size, chunk)`` so ``chunk × batch × activations + chunk × params`` fits the budget."""
     itemsize = np.dtype(jax.tree_util.tree_leaves(params)[0].dtype).itemsize
     n_param = sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(params))
-    act = max(1, _activation_size(params, apply_fn, x[:1]))
+    act = max(1, _activation_size(params, apply_fn, _nets.sample_spec(x)))
     n = x.shape[0]
     if batch_size is None:
         batch_size = int(min(n, max(32, 2 ** int(math.log2(max(1, memory_budget // (8 * act * itemsize)))))))
@@ -246,7 +246,7 @@ def _alg_sizes(sample: _nets.Net, x: Array, n_rows: int, *, batch_size: int | No
                             memory_budget=memory_budget) + (0,)
     itemsize = np.dtype(jax.tree_util.tree_leaves(sample)[0].dtype).itemsize
     n = x.shape[0]
-    shapes = jax.eval_shape(lambda p, xx: _nets.forward(p, xx), sample, x[:1])
+    shapes = jax.eval_shape(lambda p, xx: _nets.forward(p, xx), sample, _nets.sample_spec(x))
     widest = max(int(np.prod(s.shape[1:])) for s in shapes) * itemsize
     if batch_size is None:
         batch_size = max(1, min(n, max(32, 2 ** int(math.log2(max(1, CPU_POINT_BYTES // widest))))))
@@ -460,16 +460,16 @@ def evaluate_combination(
         raise ValueError(f"comb.points must be a stacked stability.core.nets.Net, got {type(points).__name__}")
     matmul = _check_precision(precision)
     loss = get_loss(loss)
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    x, y = _mesh.to_device(x), _mesh.to_device(y)
     n_pts = comb.n_points
     ts_np = np.arange(n_pts, dtype=np.float64) if ts is None else np.asarray(ts, np.float64).reshape(-1)
     if ts_np.size != n_pts:
         raise ValueError(f"ts must label the {n_pts} points of the combination, got {ts_np.size} values")
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x and y must hold the same non-zero number of samples, got {x.shape[0]} and {y.shape[0]}")
-    points = jax.tree_util.tree_map(jnp.asarray, points)
-    sample = jax.tree_util.tree_map(lambda a: a[0], points)
-    _nets._check_input(sample.arch, x[:1])
+    points = jax.tree_util.tree_map(_mesh.to_device, points)
+    sample = _nets.point_spec(points)
+    _nets._check_input(sample.arch, x)
     dtype = jax.tree_util.tree_leaves(points)[0].dtype
     classify = bool(jnp.issubdtype(y.dtype, jnp.integer))
     arch = sample.arch
@@ -504,7 +504,7 @@ def evaluate_combination(
             rows_p = np.concatenate([part, np.full(T - part.size, part[-1])])
             C = np.zeros((T, kc[l0]))
             C[:, :sel.size] = coef[rows_p][:, sel]
-            ls, acs = run(spec, points, put(jnp.asarray(sel_p, jnp.int32)), put(jnp.asarray(C, dtype)), xb, yb, mb)
+            ls, acs = run(spec, points, put(_mesh.to_device(sel_p, jnp.int32)), put(_mesh.to_device(C, dtype)), xb, yb, mb)
             loss_u[part] = _mesh.to_host(ls)[:part.size]
             acc_u[part] = _mesh.to_host(acs)[:part.size]
             bar.advance(part.size)
@@ -548,8 +548,8 @@ def evaluate(
         raise ValueError(f"algebra must be 'auto', 'off' or 'require', got {algebra!r}")
     matmul = _check_precision(precision)
     loss = get_loss(loss)
-    x = jnp.asarray(x)
-    y = jnp.asarray(y)
+    x = _mesh.to_device(x)
+    y = _mesh.to_device(y)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x and y must hold the same non-zero number of samples, got {x.shape[0]} and {y.shape[0]}")
     ts_np = np.asarray(ts, dtype=np.float64).reshape(-1)
@@ -567,10 +567,11 @@ def evaluate(
         if algebra == "require":
             raise ValueError("algebra='require' but the point function declares no combination of nets applied "
                              "with stability.core.nets.apply (see stability.core.evaluate.describes)")
-    sample = point_fn(theta, jnp.asarray(ts_np[0], jax.tree_util.tree_leaves(theta)[0].dtype))
+    # the point's structure, shapes and dtypes (traced, not computed)
+    sample = jax.eval_shape(point_fn, theta, jax.ShapeDtypeStruct((), jax.tree_util.tree_leaves(theta)[0].dtype))
     if loss.name in ("cross_entropy", "squared_error"):
         n_out = (sample.arch.widths[-1] if isinstance(sample, _nets.Net)
-                 else int(jax.eval_shape(apply_fn, sample, x[:1]).shape[-1]))
+                 else int(jax.eval_shape(apply_fn, sample, _nets.sample_spec(x)).shape[-1]))
         check_targets(y, n_out, loss, "y")
     batch_size, chunk = choose_sizes(sample, apply_fn, x, ts_np.size, batch_size=batch_size, chunk=chunk,
                                      memory_budget=memory_budget)
@@ -582,7 +583,7 @@ def evaluate(
     # balanced chunks: pad at most (number of chunks − 1) points, not chunk − 1
     with jax.default_matmul_precision(matmul):
         for padded, m in padded_chunks(ts_np, chunk, balanced=True):
-            ls, acs = run_chunk(point_fn, apply_fn, loss, classify, theta, put(jnp.asarray(padded, dtype)), xb, yb, mb)
+            ls, acs = run_chunk(point_fn, apply_fn, loss, classify, theta, put(_mesh.to_device(padded, dtype)), xb, yb, mb)
             losses.append(_mesh.to_host(ls)[:m])
             accs.append(_mesh.to_host(acs)[:m])
             bar.advance(m)

@@ -28,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from stability.core.chunks import padded_batches
 
-__all__ = ["AXIS", "make_mesh", "check_devices", "is_sharded", "size", "round_batch", "replicate", "shard_rows",
+__all__ = ["AXIS", "to_device", "host_side", "make_mesh", "check_devices", "is_sharded", "size", "round_batch", "replicate", "shard_rows",
            "shard_batches", "batches", "agree_min", "constrain_rows", "to_host",
            "row_sharding", "batch_sharding", "distributed_init",
            "ENV_COORDINATOR", "ENV_NUM_PROCESSES", "ENV_PROCESS_ID"]
@@ -39,6 +39,26 @@ AXIS = "data"
 ENV_COORDINATOR = "STABILITY_COORDINATOR"
 ENV_NUM_PROCESSES = "STABILITY_NUM_PROCESSES"
 ENV_PROCESS_ID = "STABILITY_PROCESS_ID"
+
+
+def to_device(x: Any, dtype: Any = None) -> jax.Array:
+    """``x`` as a JAX array (in ``dtype`` when given). A host value (NumPy array, list, scalar) is copied to the
+    default device with ``jax.device_put``, which compiles nothing: ``jnp.asarray``/``jnp.array`` of a NumPy array
+    compile one eager program per shape and dtype (JAX 0.10; ~20–40 ms each on a CPU). A JAX array is returned as
+    it is (cast when ``dtype`` differs)."""
+    if isinstance(x, jax.Array):
+        return x if dtype is None or x.dtype == np.dtype(dtype) else x.astype(dtype)
+    return jax.device_put(np.asarray(x, dtype=dtype))
+
+
+def host_side(*xs: Any) -> bool:
+    """True when array set-up work on ``xs`` (stacking, concatenating, a few elementwise operations) is best done
+    by NumPy on the host: none of them is traced, and they are host values or the backend is the CPU (no
+    transfers). Such work then compiles nothing; elsewhere it stays in ``jax.numpy``."""
+    leaves = jax.tree_util.tree_leaves(xs)
+    if any(isinstance(x, jax.core.Tracer) for x in leaves):
+        return False
+    return jax.default_backend() == "cpu" or not any(isinstance(x, jax.Array) for x in leaves)
 
 
 def check_devices(devices: Any, name: str = "devices") -> int | None:

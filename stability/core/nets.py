@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stability.core import checks as _checks
+from stability.core import mesh as _mesh
 
 Array = jax.Array
 Pool = Literal["max", "avg"] | None
@@ -44,8 +45,8 @@ LayerKind = Literal["dense", "conv", "flatten", "gap"]
 
 __all__ = [
     "Arch", "Net", "mlp", "conv", "apply", "forward", "layer_forward", "layer_apply", "pool2", "init_like",
-    "keras_init", "widths", "depth", "check_same_arch", "stack", "unstack", "lerp", "to_flax", "from_flax",
-    "param_count",
+    "keras_init", "widths", "depth", "check_same_arch", "stack", "unstack", "point_spec", "sample_spec", "lerp",
+    "to_flax", "from_flax", "param_count",
 ]
 
 
@@ -397,7 +398,26 @@ def stack(nets: Sequence[Net]) -> Net:
     """Stack nets of one architecture along a new leading axis (for vmapped evaluation)."""
     for n in nets[1:]:
         check_same_arch(nets[0], n)
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *nets)
+    return jax.tree_util.tree_map(stack_leaves, *nets)
+
+
+def stack_leaves(*xs: Any) -> Array:
+    """``jnp.stack(xs)``; stacked by NumPy where :func:`stability.core.mesh.host_side` says so (the same values,
+    no eager program compiled per shape)."""
+    if _mesh.host_side(*xs):
+        return _mesh.to_device(np.stack([np.asarray(x) for x in xs]))
+    return jnp.stack(xs)
+
+
+def point_spec(stacked: Any) -> Any:
+    """Shapes and dtypes of one point of a stack (``jax.ShapeDtypeStruct`` leaves; for ``jax.eval_shape`` and size
+    choices, without slicing anything)."""
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(tuple(a.shape[1:]), a.dtype), stacked)
+
+
+def sample_spec(x: Any, n: int = 1) -> jax.ShapeDtypeStruct:
+    """Shape and dtype of ``x[:n]`` (a batch of ``n`` samples) without slicing ``x``."""
+    return jax.ShapeDtypeStruct((n,) + tuple(x.shape[1:]), x.dtype)
 
 
 def unstack(stacked: Net) -> list[Net]:

@@ -340,8 +340,8 @@ def fit(
     net = state.params if state is not None else net
     if not isinstance(net, _nets.Net):
         raise ValueError(f"fit trains a stability.core.nets.Net or continues a TrainState, got {type(net).__name__}")
-    x = jnp.asarray(x)
-    y = jnp.asarray(y)
+    x = _mesh.to_device(x)
+    y = _mesh.to_device(y)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x and y must hold the same non-zero number of samples, got {x.shape[0]} and {y.shape[0]}")
     n_out = net.arch.widths[-1]
@@ -372,8 +372,8 @@ def fit(
     host_loop = use_host_loop(net)
 
     if x_test is not None:
-        x_test = jnp.asarray(x_test)
-        y_test = jnp.asarray(y_test)
+        x_test = _mesh.to_device(x_test)
+        y_test = _mesh.to_device(y_test)
 
     key = jax.random.PRNGKey(cfg.seed)
     order = MinibatchOrder(x.shape[0], batch, cfg.seed)
@@ -401,7 +401,7 @@ def fit(
         key, sub = jax.random.split(key)
         (params, opt_state), values = run_steps(  # conv nets on CPU step from Python: see stability.core.hostloop
             lambda c, i: _run_block(spec, x, y, c, i), lambda c, i: _one_step(spec, x, y, c, i), (params, opt_state),
-            put((jnp.asarray(order.take(k)), jax.random.split(sub, k))), host_loop)
+            put((_mesh.to_device(order.take(k)), jax.random.split(sub, k))), host_loop)
         done += k
         block.append(values)
         if done in snaps:

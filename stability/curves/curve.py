@@ -118,6 +118,9 @@ def _linear_bends(w0: Any, w1: Any, n: int) -> Any:
     fr = np.arange(1, n + 1, dtype=np.float64) / (n + 1)
 
     def one(a: Array, b: Array) -> Array:
+        if _mesh.host_side(a, b):   # NumPy: the same IEEE operations, no eager program per shape
+            a, b = np.asarray(a), np.asarray(b)
+            return _mesh.to_device(a[None] + fr.astype(a.dtype).reshape((n,) + (1,) * a.ndim) * (b - a)[None])
         a = jnp.asarray(a)
         s = jnp.asarray(fr, a.dtype).reshape((n,) + (1,) * a.ndim)
         return a[None] + s * (jnp.asarray(b) - a)[None]
@@ -149,8 +152,13 @@ def straight(w0: Any, w1: Any) -> Curve:
 def control_points(curve: Curve) -> Any:
     """All control points ``w_0 … w_{n+1}`` stacked along a new leading axis."""
     w0, w1 = curve.ends
-    return jax.tree_util.tree_map(lambda a, bs, b: jnp.concatenate([jnp.asarray(a)[None], bs, jnp.asarray(b)[None]]),
-                                  w0, curve.bends, w1)
+
+    def one(a: Array, bs: Array, b: Array) -> Array:
+        if _mesh.host_side(a, bs, b):
+            return _mesh.to_device(np.concatenate([np.asarray(a)[None], np.asarray(bs), np.asarray(b)[None]]))
+        return jnp.concatenate([jnp.asarray(a)[None], bs, jnp.asarray(b)[None]])
+
+    return jax.tree_util.tree_map(one, w0, curve.bends, w1)
 
 
 def _bernstein(t: Array, degree: int) -> Array:
@@ -259,6 +267,10 @@ def penalty_minimiser(curve: Curve, penalty: Penalty = "point") -> Curve:
     coef = -np.linalg.solve(g[np.ix_(inner, inner)], g[np.ix_(inner, ends)])  # (n, 2)
 
     def one(a: Array, bs: Array, b: Array) -> Array:
+        if _mesh.host_side(a, bs, b):   # NumPy, as in _linear_bends
+            a, b, dt = np.asarray(a), np.asarray(b), np.dtype(bs.dtype)
+            c = coef.astype(dt).reshape((n, 2) + (1,) * a.ndim)
+            return _mesh.to_device((c[:, 0] * a[None] + c[:, 1] * b[None]).astype(dt))
         c = jnp.asarray(coef, bs.dtype).reshape((n, 2) + (1,) * jnp.ndim(a))
         return (c[:, 0] * jnp.asarray(a)[None] + c[:, 1] * jnp.asarray(b)[None]).astype(bs.dtype)
 
@@ -420,8 +432,8 @@ def train_curve(
     _check_penalty(penalty)
     if curve.n_bends == 0 and curve.fix_ends:
         raise ValueError("a curve with 0 bends and fixed ends has nothing to train")
-    x = jnp.asarray(x)
-    y = jnp.asarray(y)
+    x = _mesh.to_device(x)
+    y = _mesh.to_device(y)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x and y must hold the same non-zero number of samples, got {x.shape[0]} and {y.shape[0]}")
     if get_loss(cfg.loss).name in ("cross_entropy", "squared_error"):
@@ -461,7 +473,7 @@ def train_curve(
         keys = jax.random.split(jax.random.fold_in(sub, 1), k)
         (trainable, opt_state), values = run_steps(  # conv nets on CPU step from Python: see stability.core.hostloop
             lambda c, i: _train_block(spec, frozen, x, y, c, i), lambda c, i: _train_step(spec, frozen, x, y, c, i),
-            (trainable, opt_state), put((jnp.asarray(order.take(k)), ts, keys)), host_loop)
+            (trainable, opt_state), put((_mesh.to_device(order.take(k)), ts, keys)), host_loop)
         done += k
         mean_loss = float(jnp.mean(values))
         if not np.isfinite(mean_loss):

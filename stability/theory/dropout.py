@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stability.core import checks as _checks
+from stability.core import mesh as _mesh
 from stability.core import nets as _nets
 from stability.core import units as _units
 from stability.core.evaluate import evaluate
@@ -203,7 +204,7 @@ def scaled_point(theta: tuple[_nets.Net, tuple[Array, ...]], t: Array) -> _nets.
 
 def _eval_scales(net: _nets.Net, scale_rows: list[list[np.ndarray]], x, y, loss: Loss, **kw):
     """Evaluate many column-scalings of one net in one batched call (no stack of nets materialised)."""
-    stacked = tuple(jnp.asarray(np.stack([row[j] for row in scale_rows]), jax.tree_util.tree_leaves(net)[0].dtype)
+    stacked = tuple(_mesh.to_device(np.stack([row[j] for row in scale_rows]), jax.tree_util.tree_leaves(net)[0].dtype)
                     for j in range(net.depth - 1))
     return evaluate(scaled_point, (net, stacked), np.arange(len(scale_rows), dtype=np.float64), x, y,
                     loss=loss, **kw)

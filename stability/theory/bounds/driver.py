@@ -184,7 +184,7 @@ class _Problem:
         # control points padded to a power of two (fewer programs); support padded likewise
         K = curve.n_points
         Kp = _pow2(K, 4)
-        pad = lambda v: jnp.asarray(np.concatenate([v, np.zeros((Kp - K,) + v.shape[1:])]))  # noqa: E731
+        pad = lambda v: _mesh.to_device(np.concatenate([v, np.zeros((Kp - K,) + v.shape[1:], v.dtype)]))  # noqa: E731
         self.pts = jax.tree_util.tree_map(pad, pts)
         support = curve.support
         Ks = _pow2(max(len(s) for s in support), 4)  # ≥ 4: segments and Bezier curves of degree ≤ 3
@@ -200,7 +200,7 @@ class _Problem:
         # batch size: per sample and sub-interval, ~16 floats per unit plus the C×C pair table
         s_max = _pow2(2 * per_round + 2, 8)
         units = sum(int(np.prod(s.shape[1:])) for s in jax.eval_shape(
-            lambda n, xx: _nets.forward(n, xx), jax.tree_util.tree_map(lambda a: a[0], pts), x[:1]))
+            lambda n, xx: _nets.forward(n, xx), _nets.point_spec(pts), _nets.sample_spec(x)))
         per1 = 8 * (16 * units + (3 * C * C if self.spec.pairwise else 0))   # bytes per sample and sub-interval
         if batch_size is None:   # as many samples as fit s_max sub-intervals in the budget (at least one)
             batch_size = max(1, min(1024, 1 << int(math.log2(max(1, _MEMORY_BUDGET // (per1 * s_max))))))
@@ -211,12 +211,12 @@ class _Problem:
         s_max = min(s_max, max(8, 1 << int(math.log2(max(1, _MEMORY_BUDGET // (8 * n_par * (M1 + Ks + 3)))))))
         self.batch = int(min(batch_size, self.N))
         self.s_max = s_max
-        xb, tb, mb = padded_batches(jnp.asarray(x), jnp.asarray(target), self.batch)
+        xb, tb, mb = padded_batches(_mesh.to_device(x), _mesh.to_device(target), self.batch)
         self.xb, self.tb, self.mb = xb, tb, mb.astype(jnp.float64)
         self.put = lambda a: a  # noqa: E731
         if _mesh.is_sharded(mesh):  # samples split over the devices; the outward-rounded sums hold in any order
             self.batch = _mesh.round_batch(self.batch, mesh)
-            xb, tb, mb = padded_batches(jnp.asarray(x), jnp.asarray(target), self.batch)
+            xb, tb, mb = padded_batches(_mesh.to_device(x), _mesh.to_device(target), self.batch)
             self.xb, self.tb, self.mb = _mesh.shard_batches(xb, tb, mb.astype(jnp.float64), mesh=mesh)
             self.pts = _mesh.replicate(self.pts, mesh)
             self.put = functools.partial(_mesh.replicate, mesh=mesh)
@@ -237,8 +237,7 @@ class _Problem:
             pad = S - p.size
             p, um, dl = (np.concatenate([v, np.repeat(v[:1], pad)]) for v in (p, um, dl))
             c, rho, sigma = taylor_coefficients(self.pcoef[p], um, dl, self.spec.sound)
-            sub = self.put(Subintervals(jnp.asarray(self.idx[p]), jnp.asarray(c), jnp.asarray(rho),
-                                        jnp.asarray(sigma), jnp.asarray(dl)))
+            sub = self.put(Subintervals(*map(_mesh.to_device, (self.idx[p], c, rho, sigma, dl))))
             u_minus, u_plus, lo = run_program(self.spec, self.pts, self.xb, self.tb, self.mb, sub, self.host_loop)
             n = S - pad
             # an overflow (inf − inf) may leave NaN: a NaN upper bound is replaced by +inf, a lower by −inf
