@@ -6,9 +6,9 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import sys
 import tempfile
 
-import jax
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -26,13 +26,16 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 _cache = os.environ.get("STABILITY_TEST_JAX_CACHE", os.path.join(tempfile.gettempdir(),
                                                                    f"stability-test-jax-cache-{os.getuid()}"))
 if _cache:
-    jax.config.update("jax_compilation_cache_dir", _cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.05)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    # the subprocesses tests start (command lines, the benchmark suite, forced-device runs) share the cache
+    # set before JAX is imported (JAX reads them then; this file does not import it, so the xdist controller,
+    # which runs no test, stays small); the subprocesses tests start share the cache too
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.05"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    if "jax" in sys.modules:   # imported already (by a plugin): set it directly
+        _jax = sys.modules["jax"]
+        _jax.config.update("jax_compilation_cache_dir", _cache)
+        _jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.05)
+        _jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def _cpu_only() -> bool:
@@ -82,6 +85,8 @@ def _release_compiled_programs():
     reloads any a later module needs) and the MNIST pickle cache, so the session's memory stays that of one
     module rather than growing with every program the suite has ever compiled."""
     yield
+    import jax
+
     from stability.data import mnist
 
     jax.clear_caches()
@@ -125,12 +130,12 @@ def _count_compile(event: str, duration: float, **kwargs) -> None:
             _malloc_trim()
 
 
-jax.monitoring.register_event_duration_secs_listener(_count_compile)
-
 
 @pytest.fixture
 def x64():
     """Run a test in float64 (``jax_enable_x64``), restoring the previous setting afterwards."""
+    import jax
+
     prev = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
     try:
@@ -149,6 +154,10 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "background(name): the test reads the subprocess run NAME, started beside "
                                        "the in-process tests when collection ends (tests/_background.py)")
     config._stability_bg_owner = _background.configure(worker=_xdist_worker(config))
+    if _xdist_worker(config) or not getattr(config.option, "numprocesses", 0):   # a process that runs tests
+        import jax
+
+        jax.monitoring.register_event_duration_secs_listener(_count_compile)
 
 
 def pytest_xdist_auto_num_workers(config):
