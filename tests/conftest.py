@@ -160,6 +160,7 @@ def pytest_configure(config):
         jax.monitoring.register_event_duration_secs_listener(_count_compile)
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (the default, pyproject.toml): two workers at most — the suite's memory budget (3 GB) is
     measured for two; fewer CPUs, fewer workers."""
