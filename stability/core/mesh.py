@@ -28,8 +28,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from stability.core.chunks import padded_batches
 
-__all__ = ["AXIS", "to_device", "host_side", "make_mesh", "check_devices", "is_sharded", "size", "round_batch", "replicate", "shard_rows",
-           "shard_batches", "batches", "agree_min", "constrain_rows", "to_host",
+__all__ = ["AXIS", "to_device", "host_side", "make_mesh", "check_devices", "is_sharded", "size", "round_batch",
+           "replicate", "shard_rows", "shard_batches", "batches", "agree_min", "constrain_rows", "to_host",
            "row_sharding", "batch_sharding", "distributed_init",
            "ENV_COORDINATOR", "ENV_NUM_PROCESSES", "ENV_PROCESS_ID"]
 

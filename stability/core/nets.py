@@ -45,8 +45,8 @@ LayerKind = Literal["dense", "conv", "flatten", "gap"]
 
 __all__ = [
     "Arch", "Net", "mlp", "conv", "apply", "forward", "layer_forward", "layer_apply", "pool2", "init_like",
-    "keras_init", "widths", "depth", "check_same_arch", "stack", "unstack", "point_spec", "sample_spec", "lerp",
-    "to_flax", "from_flax", "param_count",
+    "keras_init", "widths", "depth", "check_same_arch", "stack", "stack_leaves", "unstack", "point_spec",
+    "sample_spec", "lerp", "to_flax", "from_flax", "param_count",
 ]
 
 
