@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 from stability.core import checkpoint
 from stability.app.cli import build_parser, main
@@ -52,15 +54,20 @@ def test_unknown_dataset_is_a_clear_error(tmp_path, capsys):
     assert "argument --widths" in capsys.readouterr().err
 
 
-def test_demo_quick_writes_report_summary_and_figures(tmp_path):
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def demo_quick(tmp_path_factory):
+    """One ``stability demo --quick`` run, read by the tests below: ``(out, summary, report)``."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    return out, json.loads((out / "summary.json").read_text()), (out / "report.md").read_text()
+
+
+def test_demo_quick_writes_report_summary_and_figures(demo_quick):
+    out, summary, report = demo_quick
     line = summary["straight_line"]
     assert line["points"] >= 61 and len(line["train"]["loss"]) == line["points"]
     assert line["barrier"] > 0.1  # two independently trained nets: the straight line has a barrier
     assert summary["setup"]["history_a"]["test_acc"][-1] > 0.9
-    report = (out / "report.md").read_text()
     for sec in summary:
         if sec == "meta":
             continue
@@ -73,6 +80,27 @@ def test_demo_quick_writes_report_summary_and_figures(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert sorted(manifest["files"]) == sorted(p.name for p in out.iterdir() if p.name != "manifest.json")
+
+
+def test_demo_paths_section_writes_numbers_and_figures(demo_quick):
+    """The demo's paths section on its two trained nets (a narrow net trained for Theorem 3): the three theorem
+    paths with their segment counts, certificates and verdicts, three figures, the dropout and noise numbers."""
+    out, summary, md = demo_quick
+    paths = summary["paths"]
+    d = len(summary["setup"]["widths"]) + 1  # the demo's nets: hidden layers and the output layer
+    for name, n_seg in (("theorem1", 2 * (4 * d - 6) + 8), ("theorem2", 10), ("theorem3", 13)):
+        assert (out / f"paths_{name}.png").stat().st_size > 1000 and f"paths_{name}.png" in paths["figures"]
+        assert paths[name]["n_segments"] == n_seg and paths[name]["certificate"]["no_refuted"]
+        assert paths[name]["verdict"] in ("holds", "fails", "does not apply")
+    assert paths["theorem1"]["verdict"] == "holds" and paths["theorem1"]["certificate"]["ok"]
+    assert paths["theorem2"]["certificate"]["counts"] == {"proved": 8, "measured": 2, "refuted": 0}
+    assert paths["theorem3"]["certificate"]["counts"] == {"proved": 11, "measured": 2, "refuted": 0}
+    noise = paths["theorem2"]["noise"]
+    assert noise["vacuity_ratio"] > 0 and noise["sqrt_p_eps"] > 0
+    assert set(paths["dropout_stability"]) == {"A", "B"}
+    line = paths["straight_line"]  # the section's own straight line, on its images: two trained nets, a barrier
+    assert 0 < line["barrier"] <= line["max_loss"]
+    assert "Paths from the theory" in md and "ε best of 20" in md and "](paths_theorem1.png)" in md
 
 
 def test_demo_rejects_unknown_sections_before_training(tmp_path, capsys):

@@ -6,7 +6,6 @@ import dataclasses
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -132,40 +131,3 @@ def test_trained_digits_theorem1_below_bound_and_far_below_the_straight_line():
     assert v.line_barrier > 0.3
     assert v.line_max_loss > 3 * v.max_loss
     assert v.evaluation.min_acc > 0.9
-
-
-def test_demo_section_writes_numbers_and_figures(tmp_path, monkeypatch):
-    """``add_paths_section`` on two tiny nets: a section with tables, three figures and the numbers.
-    (The narrow net's training is replaced by a random narrow net to keep the test fast.)"""
-    import json
-    from types import SimpleNamespace
-
-    from stability.app.sections import paths as demo
-    from stability.app.sections.paths import add_paths_section
-    from stability.app.report import Report
-
-    def narrow(net, x, y, quick, seed):
-        hstar = tuple(max(1, h // 8) for h in nets.widths(net))
-        return random_net(dataclasses.replace(net.arch, widths=hstar + (net.arch.widths[-1],)), seed, jnp.float32)
-
-    monkeypatch.setattr(demo, "_train_narrow", narrow)
-
-    x, y = _digits()
-    x, y = x[:300], y[:300]
-    arch = nets.Arch(in_shape=(64,), widths=(16, 16, 10))
-    ctx = SimpleNamespace(net_a=random_net(arch, 0, jnp.float32), net_b=random_net(arch, 1, jnp.float32),
-                          x_train=x, y_train=y, x_test=x[:50], y_test=y[:50], quick=True, seed=0)
-    report = Report(tmp_path)
-    out = add_paths_section(report, ctx)
-    summary = json.loads((tmp_path / "summary.json").read_text())["paths"]
-    for name, n_seg in (("theorem1", 2 * (4 * 3 - 6) + 8), ("theorem2", 10), ("theorem3", 13)):
-        assert (tmp_path / f"paths_{name}.png").exists()
-        assert summary[name]["n_segments"] == n_seg and summary[name]["certificate"]["no_refuted"]
-        assert summary[name]["verdict"] in ("holds", "fails", "does not apply")
-    assert summary["theorem1"]["verdict"] == "holds" and summary["theorem1"]["certificate"]["ok"]
-    assert summary["theorem2"]["certificate"]["counts"] == {"proved": 8, "measured": 2, "refuted": 0}
-    assert "vacuity_ratio" in summary["theorem2"]["noise"] and summary["theorem2"]["noise"]["sqrt_p_eps"] > 0
-    assert set(summary["dropout_stability"]) == {"A", "B"}
-    assert summary["straight_line"]["max_loss"] == pytest.approx(out["straight_line"]["max_loss"])
-    md = (tmp_path / "report.md").read_text()
-    assert "Paths from the theory" in md and "ε best of 20" in md and "paths_theorem1.png" in md
