@@ -168,9 +168,12 @@ def pytest_xdist_auto_num_workers(config):
 
 
 def pytest_collection_finish(session):
-    """Start the subprocess runs the collected tests read, one at a time, beside the in-process tests."""
+    """Start the subprocess runs the collected tests read, one at a time, beside the in-process tests (none when
+    only collecting: ``--collect-only`` runs no test)."""
     from tests import _background
 
+    if session.config.option.collectonly:
+        return
     names: list[str] = []
     for item in session.items:
         for mark in item.iter_markers("background"):
