@@ -17,6 +17,7 @@ from stability.core import mesh as _mesh
 from stability.core import nets as _nets
 from stability.core.chunks import padded_chunks
 from stability.core.progress import Progress
+from stability.core.warning_types import UnconvergedWarning
 from stability.theory.cushions.operators import _div, _fro, _norm, column_ratio
 from stability.theory.cushions.maps import _act, _check_x, _dims, _linear, _linearise, _sweep
 from stability.theory.cushions.spectral import (_check_method, _exact_sigma, _final_sigma, _ops, _pair_arrays,
@@ -170,10 +171,6 @@ def measure(net: _nets.Net, x, key: Array, *, p: float = 0.5, draws: int = 5,
     if note is not None:
         warnings.warn(note, UnconvergedWarning, stacklevel=2)
     return out
-
-
-class UnconvergedWarning(RuntimeWarning):
-    """Some spectral norms of :func:`measure` did not reach the solver tolerance (their ``σ`` is a lower bound)."""
 
 
 def remeasure_smoothness(res: Cushions, net: _nets.Net, x, key: Array, p: float, *, draws: int | None = None,
