@@ -171,7 +171,10 @@ def pytest_xdist_auto_num_workers(config):
 # test_reproduce_fig2 1.35 GB, test_reproduce_fig3 1.15 GB, test_cli 1.11 GB; every other module ≤ 1.06 GB) run one
 # after another in one xdist worker, first, so two of them never run at once (two at once: 3.2 GB for the tree).
 # test_cli goes first: it is the lightest of them and runs while the subprocess runs (tests/_background.py) do.
-HEAVY_MODULES = ("test_cli.py", "test_reproduce.py", "test_reproduce_fig2.py", "test_reproduce_fig3.py")
+# test_sharding comes last in the same worker: its two-process run adds 0.7 GB of subprocesses, which then never
+# coincide with a heavy module (they did: 2818 MiB).
+HEAVY_MODULES = ("test_cli.py", "test_reproduce.py", "test_reproduce_fig2.py", "test_reproduce_fig3.py",
+                 "test_sharding.py")
 
 
 def _heavy_rank(nodeid: str) -> int:
