@@ -28,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from stability.core.chunks import padded_batches
 
-__all__ = ["AXIS", "to_device", "host_side", "make_mesh", "check_devices", "is_sharded", "size", "round_batch",
+__all__ = ["AXIS", "to_device", "array_module", "make_mesh", "check_devices", "is_sharded", "size", "round_batch",
            "replicate", "shard_rows", "shard_batches", "batches", "agree_min", "constrain_rows", "to_host",
            "row_sharding", "batch_sharding", "distributed_init",
            "ENV_COORDINATOR", "ENV_NUM_PROCESSES", "ENV_PROCESS_ID"]
@@ -51,14 +51,15 @@ def to_device(x: Any, dtype: Any = None) -> jax.Array:
     return jax.device_put(np.asarray(x, dtype=dtype))
 
 
-def host_side(*xs: Any) -> bool:
-    """True when array set-up work on ``xs`` (stacking, concatenating, a few elementwise operations) is best done
-    by NumPy on the host: none of them is traced, and they are host values or the backend is the CPU (no
-    transfers). Such work then compiles nothing; elsewhere it stays in ``jax.numpy``."""
+def array_module(*xs: Any) -> Any:
+    """``numpy`` when array set-up work on ``xs`` (stacking, concatenating, a few elementwise operations) is best
+    done on the host: none of them is traced, and they are host values or the backend is the CPU (no transfers).
+    Such work then compiles nothing (the same IEEE operations); elsewhere ``jax.numpy``. Callers write the work once
+    with the module returned and hand the result to :func:`to_device` (a JAX value passes through unchanged)."""
     leaves = jax.tree_util.tree_leaves(xs)
     if any(isinstance(x, jax.core.Tracer) for x in leaves):
-        return False
-    return jax.default_backend() == "cpu" or not any(isinstance(x, jax.Array) for x in leaves)
+        return jnp
+    return np if jax.default_backend() == "cpu" or not any(isinstance(x, jax.Array) for x in leaves) else jnp
 
 
 def check_devices(devices: Any, name: str = "devices") -> int | None:

@@ -402,11 +402,10 @@ def stack(nets: Sequence[Net]) -> Net:
 
 
 def stack_leaves(*xs: Any) -> Array:
-    """``jnp.stack(xs)``; stacked by NumPy where :func:`stability.core.mesh.host_side` says so (the same values,
+    """``jnp.stack(xs)``; stacked by NumPy where :func:`stability.core.mesh.array_module` says so (the same values,
     no eager program compiled per shape)."""
-    if _mesh.host_side(*xs):
-        return _mesh.to_device(np.stack([np.asarray(x) for x in xs]))
-    return jnp.stack(xs)
+    xp = _mesh.array_module(*xs)
+    return _mesh.to_device(xp.stack([xp.asarray(x) for x in xs]))
 
 
 def point_spec(stacked: Any) -> Any:

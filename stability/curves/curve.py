@@ -118,12 +118,10 @@ def _linear_bends(w0: Any, w1: Any, n: int) -> Any:
     fr = np.arange(1, n + 1, dtype=np.float64) / (n + 1)
 
     def one(a: Array, b: Array) -> Array:
-        if _mesh.host_side(a, b):   # NumPy: the same IEEE operations, no eager program per shape
-            a, b = np.asarray(a), np.asarray(b)
-            return _mesh.to_device(a[None] + fr.astype(a.dtype).reshape((n,) + (1,) * a.ndim) * (b - a)[None])
-        a = jnp.asarray(a)
-        s = jnp.asarray(fr, a.dtype).reshape((n,) + (1,) * a.ndim)
-        return a[None] + s * (jnp.asarray(b) - a)[None]
+        xp = _mesh.array_module(a, b)   # NumPy on the host: the same IEEE operations, no eager program per shape
+        a = xp.asarray(a)
+        s = xp.asarray(fr, a.dtype).reshape((n,) + (1,) * a.ndim)
+        return _mesh.to_device(a[None] + s * (xp.asarray(b) - a)[None])
 
     return jax.tree_util.tree_map(one, w0, w1)
 
@@ -154,9 +152,8 @@ def control_points(curve: Curve) -> Any:
     w0, w1 = curve.ends
 
     def one(a: Array, bs: Array, b: Array) -> Array:
-        if _mesh.host_side(a, bs, b):
-            return _mesh.to_device(np.concatenate([np.asarray(a)[None], np.asarray(bs), np.asarray(b)[None]]))
-        return jnp.concatenate([jnp.asarray(a)[None], bs, jnp.asarray(b)[None]])
+        xp = _mesh.array_module(a, bs, b)
+        return _mesh.to_device(xp.concatenate([xp.asarray(a)[None], xp.asarray(bs), xp.asarray(b)[None]]))
 
     return jax.tree_util.tree_map(one, w0, curve.bends, w1)
 
@@ -267,12 +264,10 @@ def penalty_minimiser(curve: Curve, penalty: Penalty = "point") -> Curve:
     coef = -np.linalg.solve(g[np.ix_(inner, inner)], g[np.ix_(inner, ends)])  # (n, 2)
 
     def one(a: Array, bs: Array, b: Array) -> Array:
-        if _mesh.host_side(a, bs, b):   # NumPy, as in _linear_bends
-            a, b, dt = np.asarray(a), np.asarray(b), np.dtype(bs.dtype)
-            c = coef.astype(dt).reshape((n, 2) + (1,) * a.ndim)
-            return _mesh.to_device((c[:, 0] * a[None] + c[:, 1] * b[None]).astype(dt))
-        c = jnp.asarray(coef, bs.dtype).reshape((n, 2) + (1,) * jnp.ndim(a))
-        return (c[:, 0] * jnp.asarray(a)[None] + c[:, 1] * jnp.asarray(b)[None]).astype(bs.dtype)
+        xp = _mesh.array_module(a, bs, b)   # NumPy on the host, as in _linear_bends
+        a, b = xp.asarray(a), xp.asarray(b)
+        c = xp.asarray(coef, bs.dtype).reshape((n, 2) + (1,) * a.ndim)
+        return _mesh.to_device((c[:, 0] * a[None] + c[:, 1] * b[None]).astype(bs.dtype))
 
     w0, w1 = curve.ends
     return dataclasses.replace(curve, bends=jax.tree_util.tree_map(one, w0, curve.bends, w1))
