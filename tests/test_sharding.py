@@ -28,15 +28,20 @@ F64_RTOL = 1e-12
 F32_RTOL = 1e-5
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STABILITY_") and k != "XLA_FLAGS"}
+def _env(*xla_flags: str, **extra: str) -> dict[str, str]:
+    """The subprocesses' environment: this session's (its JAX settings and compile flags, tests/conftest.py: each
+    comparison below is within one set of flags) less the project's own variables and any forced device count,
+    plus ``xla_flags``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STABILITY_")}
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), **extra)
+    kept = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
+    env["XLA_FLAGS"] = " ".join([*kept, *xla_flags])
     return env
 
 
 # the 4-device run, beside the in-process tests
 _background.job("sharding-four-devices", [sys.executable, str(ROOT / "tests" / "_sharding_worker.py")], timeout=300,
-                cwd=ROOT, env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+                cwd=ROOT, env=_env("--xla_force_host_platform_device_count=4"))
 
 
 FOUR = pytest.mark.background("sharding-four-devices")
