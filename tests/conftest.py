@@ -31,8 +31,8 @@ _cache = os.environ.get("STABILITY_TEST_JAX_CACHE", os.path.join(tempfile.gettem
 # * no source locations in the lowered programs (``jax_traceback_in_locations_limit`` 0; JAX's default keeps 100
 #   frames per operation). They serve XLA's own error messages and profiles, not a test; building them is part of
 #   every lowering. Measured on the 2-core CPU, test_cushions.py + test_verdicts.py, one process, empty cache:
-#   103 and 103 CPU-s with the default, 94 and 97 with 0. The compiled programs are the same. A limit the caller
-#   set wins.
+#   103 and 103 user CPU-s with the default, 94 and 97 with 0 (alternated runs). Locations are metadata, not
+#   operations; the suite passes either way. A limit the caller set wins.
 _JAX_SETTINGS = {"jax_traceback_in_locations_limit": int(os.environ.get("JAX_TRACEBACK_IN_LOCATIONS_LIMIT", "0"))}
 if _cache:
     _JAX_SETTINGS.update(jax_compilation_cache_dir=_cache, jax_persistent_cache_min_compile_time_secs=0.05,
