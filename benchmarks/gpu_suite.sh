@@ -53,7 +53,7 @@ fi
 CACHE="${BENCH_JAX_CACHE-${TMPDIR:-/tmp}/stability-bench-jax-cache-$(id -u)}"
 if [ -n "$CACHE" ]; then
     export JAX_COMPILATION_CACHE_DIR="$CACHE"
-    export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.2
+    export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0.2}"  # a caller's value wins
     export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
 fi
 
