@@ -21,6 +21,28 @@ def leaves_equal(a, b) -> bool:
     return all(np.array_equal(u, v) for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
+# ------------------------------------------------------------------ initialisation
+
+
+def test_init_is_he_normal_per_layer_and_shares_programs_across_architectures():
+    """Each layer's weights are ``jax.random.normal(k_l, shape) · √(2/fan_in)`` with ``k_l`` the l-th of
+    ``split(key, depth)``, biases zero; a layer shape compiled for one architecture serves the next one."""
+    key = jax.random.PRNGKey(3)
+    net = nets.conv(key, (6, 6, 1), (3, 4), 5, pool=("max", None), dense=(7,))
+    for k, layer, shape in zip(jax.random.split(key, net.depth), net.layers, net.arch.weight_shapes()):
+        fan_in = int(np.prod(shape[1:]))
+        expected = np.asarray(jax.random.normal(k, shape, jnp.float32)) * np.float32(np.sqrt(2.0 / fan_in))
+        np.testing.assert_allclose(np.asarray(layer["w"]), expected, rtol=1e-6, atol=0)
+        assert layer["w"].shape == shape and not np.any(np.asarray(layer["b"]))
+    nets.mlp(jax.random.PRNGKey(0), (11, 13, 13, 3))   # shapes no other test of this module uses
+    before = nets._he_init._cache_size()
+    deeper = nets.mlp(jax.random.PRNGKey(1), (11, 13, 13, 13, 3))   # the same three layer shapes, one of them twice
+    assert nets._he_init._cache_size() == before
+    assert not leaves_equal(deeper.layers[1], deeper.layers[2])  # distinct keys per layer
+    nets.mlp(jax.random.PRNGKey(2), (11, 17, 3))
+    assert nets._he_init._cache_size() == before + 2   # new shapes (17, 11) and (3, 17): two more programs
+
+
 # ------------------------------------------------------------------ forward
 
 

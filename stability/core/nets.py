@@ -29,6 +29,7 @@ so path code never branches on dense vs conv.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Literal, Sequence
 
@@ -208,28 +209,30 @@ class Net:
 jax.tree_util.register_dataclass(Net, data_fields=["layers"], meta_fields=["arch"])
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def _he_init(key: Array, shape: tuple[int, ...], dtype) -> Array:
+    """He-normal weights of one layer: one compiled program per layer shape and dtype, shared by every
+    architecture with a layer of that shape."""
     fan_in = int(np.prod(shape[1:]))
     return jax.random.normal(key, shape, dtype) * math.sqrt(2.0 / fan_in)
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def _layer_keys(key: Array, depth: int) -> tuple[Array, ...]:
+    return tuple(jax.random.split(key, depth))
+
+
 def init(key: Array, arch: Arch, dtype=jnp.float32) -> Net:
-    """He-normal weights, zero biases (one compiled program per architecture and dtype)."""
-    return _init_jit(key, arch, jnp.dtype(dtype))
-
-
-def _init(key: Array, arch: Arch, dtype) -> Net:
-    keys = jax.random.split(key, arch.depth)
+    """He-normal weights, zero biases. One small compiled program per layer shape and dtype (compiling one
+    program per architecture took several times longer; the weights are the same bits)."""
+    dtype = jnp.dtype(dtype)
     layers = []
-    for k, shape in zip(keys, arch.weight_shapes()):
-        layer = {"w": _he_init(k, shape, dtype)}
+    for k, shape in zip(_layer_keys(key, arch.depth), arch.weight_shapes()):
+        layer = {"w": _he_init(k, tuple(shape), dtype)}
         if arch.bias:
-            layer["b"] = jnp.zeros((shape[0],), dtype)
+            layer["b"] = jax.device_put(np.zeros((shape[0],), dtype))  # compiles nothing
         layers.append(layer)
     return Net(arch, tuple(layers))
-
-
-_init_jit = jax.jit(_init, static_argnums=(1, 2))
 
 
 def mlp(key: Array, sizes: Sequence[int], bias: bool = True, dtype=jnp.float32) -> Net:
