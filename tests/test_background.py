@@ -48,3 +48,18 @@ def test_registering_a_name_twice_is_refused():
     _background.job("test-background-once", [sys.executable, "-c", "pass"])
     with pytest.raises(ValueError, match="registered twice"):
         _background.job("test-background-once", [sys.executable, "-c", "pass"])
+
+
+def test_the_scheduling_tables_name_existing_modules_and_order_them():
+    """tests/conftest.py's HEAVY_MODULES and MODULE_SECONDS name test modules that exist (a renamed module would
+    silently lose its place), and the collection order is heavy modules first, then the others longest first."""
+    from tests import conftest
+
+    here = Path(__file__).parent
+    for name in (*conftest.HEAVY_MODULES, *conftest.MODULE_SECONDS):
+        assert (here / name).is_file(), name
+    ids = ["tests/test_planes.py::a", "tests/test_cushions.py::b", "tests/test_reproduce.py::c",
+           "tests/test_cli.py::d", "tests/test_nets.py::e", "tests/test_cushions.py::f"]
+    ordered = sorted(ids, key=conftest._schedule_key)
+    assert ordered == ["tests/test_cli.py::d", "tests/test_reproduce.py::c", "tests/test_cushions.py::b",
+                       "tests/test_cushions.py::f", "tests/test_nets.py::e", "tests/test_planes.py::a"]

@@ -141,5 +141,5 @@ def _check_x(net: _nets.Net, x) -> Array:
 def _dims(net: _nets.Net) -> tuple[int, ...]:
     """Size of ``x^i`` per sample, ``i = 1..d``."""
     dtype = jax.tree_util.tree_leaves(net)[0].dtype
-    shapes = jax.eval_shape(lambda x: _nets.forward(net, x), jax.ShapeDtypeStruct((1,) + net.arch.in_shape, dtype))
+    shapes = jax.eval_shape(_nets.forward, net, jax.ShapeDtypeStruct((1,) + net.arch.in_shape, dtype))
     return tuple(int(np.prod(s.shape[1:])) for s in shapes)
