@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["job", "tmpdir", "start", "stop", "Job", "ENV_DIR", "session_dir"]
+__all__ = ["job", "tmpdir", "start", "stop", "Job", "ENV_DIR", "session_dir", "xla_flags"]
 
 ENV_DIR = "STABILITY_TEST_BACKGROUND_DIR"
 """The session's shared directory: set by the first pytest process (the xdist controller, or the one process)
@@ -145,6 +145,14 @@ def job(name: str, argv: Sequence[str] | None = None, *, env: dict[str, str] | N
     _jobs[name] = Job(name, argv, env=dict(os.environ if env is None else env), cwd=cwd or Path.cwd(),
                       timeout=timeout)
     return _jobs[name]
+
+
+def xla_flags(*flags: str, drop: Sequence[str] = ()) -> str:
+    """``XLA_FLAGS`` for a subprocess: this session's flags (tests/conftest.py) less those named in ``drop`` and
+    those ``flags`` set again, then ``flags`` (each ``--name=value``)."""
+    names = {f.split("=", 1)[0] for f in (*flags, *drop)}
+    kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if f.split("=", 1)[0] not in names]
+    return " ".join([*kept, *flags])
 
 
 def tmpdir(name: str) -> Path:

@@ -63,3 +63,12 @@ def test_the_scheduling_tables_name_existing_modules_and_order_them():
     ordered = sorted(ids, key=conftest._schedule_key)
     assert ordered == ["tests/test_cli.py::d", "tests/test_reproduce.py::c", "tests/test_cushions.py::b",
                        "tests/test_cushions.py::f", "tests/test_nets.py::e", "tests/test_planes.py::a"]
+
+
+def test_xla_flags_replace_flags_of_the_same_name_and_drop_named_ones(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--a=1 --b=2 --force=4 --bc=5")
+    assert _background.xla_flags("--b=0") == "--a=1 --force=4 --bc=5 --b=0"   # --bc is another flag, kept
+    assert _background.xla_flags(drop=["--force"]) == "--a=1 --b=2 --bc=5"
+    assert _background.xla_flags("--c=3", drop=["--a"]) == "--b=2 --force=4 --bc=5 --c=3"
+    monkeypatch.delenv("XLA_FLAGS")
+    assert _background.xla_flags("--b=0") == "--b=0"

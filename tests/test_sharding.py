@@ -33,9 +33,8 @@ def _env(*xla_flags: str, **extra: str) -> dict[str, str]:
     comparison below is within one set of flags) less the project's own variables and any forced device count,
     plus ``xla_flags``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STABILITY_")}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), **extra)
-    kept = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
-    env["XLA_FLAGS"] = " ".join([*kept, *xla_flags])
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), **extra,
+               XLA_FLAGS=_background.xla_flags(*xla_flags, drop=["--xla_force_host_platform_device_count"]))
     return env
 
 
